@@ -31,6 +31,7 @@ EF_CELLS = {
     layout.SFI_EF1B: "ef1b",
     layout.SFI_EF1C: "ef1c",
 }
+KIND = b"user-card"
 KEY_NAMES = ("dpk", "dlk", "dtk", "dugk", "dulk", "damk", "dpuk", "drpk", "diak")
 
 
@@ -57,7 +58,8 @@ class FuelCardContent:
     loyalty_balance: int = 0
 
     def cells(self) -> Cells:
-        cells: Cells = {"key." + name: getattr(self.keys, name) for name in KEY_NAMES}
+        cells: Cells = {"kind": KIND}
+        cells.update({"key." + name: getattr(self.keys, name) for name in KEY_NAMES})
         cells.update(
             {
                 "ef15": self.public.to_bytes(),

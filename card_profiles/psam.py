@@ -31,6 +31,7 @@ PSAM_FCI = encode(
     [Tlv(0x6F, children=(Tlv(0x84, layout.PSAM_AID), Tlv(0xA5, children=(Tlv(0x9F08, b"\x02"),))))]
 )
 MF_FID = b"\x3f\x00"
+KIND = b"psam"
 MAX_CHAIN = 1024  # bytes a chained DES CRYPT may accumulate
 
 
@@ -400,6 +401,7 @@ class PsamContent:
 
     def cells(self) -> Cells:
         return {
+            "kind": KIND,
             "key.mpk": self.keys.mpk,
             "key.mtk": self.keys.mtk,
             "key.mtmac": self.keys.mtmac,

@@ -239,3 +239,130 @@ def init_for_descrypt() -> CommandApdu:
 def des_crypt_mac(data: bytes, more: bool = False) -> CommandApdu:
     p1 = layout.PSAM_DES_CRYPT_MAC | (layout.PSAM_DES_CRYPT_MORE if more else 0)
     return CommandApdu(0x80, 0xFA, p1, 0x00, data, ne=None if more else 4)
+
+
+# Field layouts of command and response data, for decoded traces: (name, size) with size None
+# for "the rest".
+Fields = tuple[tuple[str, int | None], ...]
+_SAM_INIT: Fields = (
+    ("rand", 4),
+    ("CTC", 2),
+    ("amount", 4),
+    ("type", 1),
+    ("date", 4),
+    ("time", 3),
+    ("key ver", 1),
+    ("alg", 1),
+    ("ASN8", 8),
+    ("issuer8", None),
+)
+FIELDS: dict[str, tuple[Fields, Fields]] = {
+    "SELECT": ((("name", None),), (("FCI", None),)),
+    "VERIFY": ((("PIN", None),), ()),
+    "GET CHALLENGE": ((), (("challenge", None),)),
+    "GET BALANCE": ((), (("balance", 4),)),
+    "INITIALIZE FOR LOAD": (
+        (("kidx", 1), ("amount", 4), ("term", 6)),
+        (("balance", 4), ("online CTC", 2), ("key ver", 1), ("alg", 1), ("rand", 4), ("MAC1", 4)),
+    ),
+    "CREDIT FOR LOAD": ((("date", 4), ("time", 3), ("MAC2", 4)), (("TAC", 4),)),
+    "INITIALIZE FOR PURCHASE": (
+        (("kidx", 1), ("amount", 4), ("term", 6)),
+        (
+            ("balance", 4),
+            ("offline CTC", 2),
+            ("overdraft", 3),
+            ("key ver", 1),
+            ("alg", 1),
+            ("rand", 4),
+        ),
+    ),
+    "DEBIT FOR PURCHASE": (
+        (("TTC", 4), ("date", 4), ("time", 3), ("MAC1", 4)),
+        (("TAC", 4), ("MAC2", 4)),
+    ),
+    "INITIALIZE FOR GREY LOCK": (
+        (("kidx", 1), ("term", 6)),
+        (
+            ("balance", 4),
+            ("offline CTC", 2),
+            ("overdraft", 3),
+            ("key ver", 1),
+            ("alg", 1),
+            ("rand", 4),
+        ),
+    ),
+    "GREY LOCK": (
+        (("TTC", 4), ("psamRand", 4), ("date", 4), ("time", 3), ("MAC1", 4)),
+        (("GTAC", 4), ("MAC2", 4)),
+    ),
+    "DEBIT FOR UNLOCK": (
+        (("amount", 4), ("CTC", 2), ("term", 6), ("TTC", 4), ("date", 4), ("time", 3), ("GMAC", 4)),
+        (("TAC", 4),),
+    ),
+    "INITIALIZE FOR ONLINE UNLOCK": (
+        (("kidx", 1), ("term", 6)),
+        (
+            ("balance", 4),
+            ("offline CTC", 2),
+            ("online CTC", 2),
+            ("key ver", 1),
+            ("alg", 1),
+            ("rand", 4),
+            ("MAC1", 4),
+        ),
+    ),
+    "ONLINE UNLOCK": ((("amount", 4), ("date", 4), ("time", 3), ("MAC2", 4)), (("MAC3", 4),)),
+    "GET LOCK PROOF": (
+        (),
+        (
+            ("status", 1),
+            ("type", 1),
+            ("ET id", 1),
+            ("balance", 4),
+            ("CTC", 2),
+            ("term", 6),
+            ("dt", 7),
+            ("amount/MAC2", 4),
+            ("TAC/GTAC", 4),
+        ),
+    ),
+    "GET TRANSACTION PROVE": ((("CTC", 2),), (("MAC", 4), ("TAC", 4))),
+    "INIT SAM FOR PURCHASE": (_SAM_INIT, (("TTC", 4), ("MAC1", 4))),
+    "CREDIT SAM FOR PURCHASE": ((("MAC2", 4),), ()),
+    "INIT SAM FOR GREY LOCK": (
+        tuple(("balance", 4) if name == "amount" else (name, size) for name, size in _SAM_INIT),
+        (("TTC", 4), ("psamRand", 4), ("MAC1", 4)),
+    ),
+    "VERIFY GREY-LOCK MAC2": ((("MAC2", 4),), ()),
+    "GMAC FOR UNLOCK": (
+        (("type", 1), ("ASN8", 8), ("lock CTC", 2), ("amount", 4)),
+        (("GMAC", 4), ("PSAM TAC", 4)),
+    ),
+    "GET GMAC AGAIN": ((("lock TTC", 4),), (("GMAC", 4), ("PSAM TAC", 4))),
+    "DES CRYPT": ((("data", None),), (("MAC", 4),)),
+}
+
+
+def split_fields(layout_: Fields, data: bytes) -> list[tuple[str, bytes]]:
+    """Cut `data` along a field layout; a short or long remainder is shown as it is."""
+    out: list[tuple[str, bytes]] = []
+    pos = 0
+    for name, size in layout_:
+        if pos >= len(data):
+            break
+        end = len(data) if size is None else pos + size
+        out.append((name, data[pos:end]))
+        pos = end
+    if pos < len(data):
+        out.append(("…", data[pos:]))
+    return out
+
+
+def decode_exchange(
+    command: CommandApdu, response_data: bytes
+) -> tuple[str, list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """Name, command fields and response fields of one exchange."""
+    name = command_name(command)
+    cmd_fields, resp_fields = FIELDS.get(name, ((("data", None),), (("data", None),)))
+    return name, split_fields(cmd_fields, command.data), split_fields(resp_fields, response_data)
