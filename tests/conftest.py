@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from cardcore.clockrng import SeededRng
-from cardcore.ports import Rng
 from card_profiles.emulator import in_memory
 from card_profiles.fuel_card import FuelCard
 from card_profiles.psam import Psam
+from cardcore.clockrng import SeededRng
+from cardcore.ports import Rng
 from hsm_mock.hsm import MockHsm
 from terminal_sim.issuing import IssuedCard, issue_profile
 
