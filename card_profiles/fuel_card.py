@@ -18,7 +18,7 @@ from card_profiles.fuel_card_states import (
     Pending,
     Session,
     SessionView,
-    precheck,
+    check_rule,
 )
 from card_profiles.nvm import Cells, Nvm
 from cardcore import crypto, layout
@@ -83,16 +83,12 @@ class FuelCard(Applet):
 
     def enter(self, cmd: Cmd) -> OpenInit | None:
         """Apply the state table; a value command takes the open INITIALIZE, returned here."""
-        session = self.session
+        session, cells = self.session, self.nvm.cells
         view = SessionView(
-            session.app,
-            AppBlock(self.nvm.cells["et.block"][0]),
-            session.pin_ok,
-            session.pending,
-            self.lock_status,
+            session.app, cells["et.block"][0], session.pin_ok, session.pending, cells["lock"][0]
         )
-        sw = precheck(cmd, view)
         rule = RULES[cmd]
+        sw = check_rule(rule, view)
         opened = session.init
         if rule.value:
             session.pending, session.init = Pending.NONE, None

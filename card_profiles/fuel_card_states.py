@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import NamedTuple
 
 from cardcore.layout import AppBlock, LockStatus
 from cardcore.sw import SW
@@ -61,7 +62,7 @@ class Cmd(Enum):
 ANY_APP = frozenset(App)
 APPS = frozenset({App.ET, App.LOYALTY})
 ET = frozenset({App.ET})
-GREY_REFUSED = {LockStatus.GREY: SW.GREY_LOCKED}
+GREY_REFUSED: dict[int, SW] = {LockStatus.GREY: SW.GREY_LOCKED}
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Rule:
     value: bool = False  # a value command: it consumes any open INITIALIZE
     needs: Pending | None = None  # the INITIALIZE that must be open
     opens: Pending = Pending.NONE  # what a success leaves open
-    lock: dict[LockStatus, SW] = field(default_factory=dict)  # statuses that refuse it
+    lock: dict[int, SW] = field(default_factory=dict)  # LockStatus values that refuse it
     while_blocked: bool = False  # allowed while the application is blocked
 
 
@@ -126,7 +127,7 @@ RULES: dict[Cmd, Rule] = {
     Cmd.RELOAD_PIN: Rule(ET),
 }
 
-BLOCK_SW = {
+BLOCK_SW: dict[int, SW] = {
     AppBlock.TEMPORARY: SW.FUNCTION_NOT_SUPPORTED_BLOCKED,
     AppBlock.PERMANENT: SW.APP_PERMANENTLY_BLOCKED,
 }
@@ -155,23 +156,26 @@ class Session:
     challenge: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SessionView:
-    """What `precheck` needs to know of a session and the card."""
+class SessionView(NamedTuple):
+    """What `precheck` needs to know of a session and the card (block and lock as raw bytes:
+    AppBlock and LockStatus are IntEnums, so they compare and hash as those ints)."""
 
     app: App
-    block: AppBlock
+    block: int
     pin_ok: bool
     pending: Pending
-    lock: LockStatus
+    lock: int
 
 
 def precheck(cmd: Cmd, state: SessionView) -> SW | None:
     """The status word the table answers for `cmd` in `state`, or None when it may run."""
-    rule = RULES[cmd]
+    return check_rule(RULES[cmd], state)
+
+
+def check_rule(rule: Rule, state: SessionView) -> SW | None:
     if state.app not in rule.apps:
         return SW.CONDITIONS_NOT_SATISFIED
-    if state.block is not AppBlock.ACTIVE and state.app is App.ET and not rule.while_blocked:
+    if state.block != AppBlock.ACTIVE and state.app is App.ET and not rule.while_blocked:
         return BLOCK_SW[state.block]
     if rule.pin and not state.pin_ok:
         return SW.SECURITY_NOT_SATISFIED

@@ -10,7 +10,7 @@ grey (up to PSAM_GREY_SESSIONS GreySession records, newest first).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from hmac import compare_digest
 
 from card_profiles.applet import Applet, expect_lc, fail, fixed_answer, require
@@ -59,6 +59,7 @@ class GreySession:
     psam_tac: bytes = bytes(4)
 
     SIZE = 56
+    STATE_AT = 39  # state ‖ unlock TTC ‖ amount ‖ GMAC ‖ PSAM TAC fill bytes 39–55
 
     def to_bytes(self) -> bytes:
         return (
@@ -97,9 +98,35 @@ class GreySession:
         )
 
 
-def load_sessions(raw: bytes) -> list[GreySession]:
-    size = GreySession.SIZE
-    return [GreySession.from_bytes(raw[i : i + size]) for i in range(0, len(raw), size)]
+class GreySessions:
+    """The `grey` cell: GreySession records, newest first, searched without decoding them all."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def find(self, key: bytes, start: int) -> tuple[int, GreySession] | None:
+        """The newest record holding `key` at byte `start` (lock TTC at 0, ASN8 ‖ CTC at 4)."""
+        size, end = GreySession.SIZE, start + len(key)
+        for offset in range(0, len(self.raw), size):
+            if self.raw[offset + start : offset + end] == key:
+                return offset, GreySession.from_bytes(self.raw[offset : offset + size])
+        return None
+
+    def by_lock_ttc(self, lock_ttc: int) -> tuple[int, GreySession] | None:
+        return self.find(lock_ttc.to_bytes(4, "big"), 0)
+
+    def by_card(self, asn8: bytes, lock_ctc: bytes) -> tuple[int, GreySession] | None:
+        return self.find(asn8 + lock_ctc, 4)
+
+    def with_new(self, session: GreySession) -> bytes:
+        """The cell with `session` added; the oldest falls out beyond PSAM_GREY_SESSIONS."""
+        return (session.to_bytes() + self.raw)[: layout.PSAM_GREY_SESSIONS * GreySession.SIZE]
+
+    def with_tail(self, offset: int, state: int, answer: bytes = b"") -> bytes:
+        """The cell with one record's state changed (and its unlock answer filled in)."""
+        start = offset + GreySession.STATE_AT
+        tail = bytes((state,)) + answer
+        return self.raw[:start] + tail + self.raw[start + len(tail) :]
 
 
 def store_sessions(sessions: list[GreySession]) -> bytes:
@@ -279,8 +306,8 @@ class Psam(Applet):
             request.dt,
             int.from_bytes(request.amount, "big"),
         )
-        sessions = [session, *load_sessions(self.nvm.cells["grey"])]
-        self.nvm.commit({"ttc": (ttc + 1).to_bytes(4, "big"), "grey": store_sessions(sessions)})
+        grey = GreySessions(self.nvm.cells["grey"]).with_new(session)
+        self.nvm.commit({"ttc": (ttc + 1).to_bytes(4, "big"), "grey": grey})
         self.session.pending, self.session.grey_ttc = PsamPending.GREY_LOCK, ttc
         return ttc4 + psam_rand + mac1
 
@@ -290,18 +317,15 @@ class Psam(Applet):
         mac2 = expect_lc(apdu, 4)
         self.enter(PsamCmd.VERIFY_GREY_LOCK_MAC2)
         self.session.pending = PsamPending.NONE
-        sessions = load_sessions(self.nvm.cells["grey"])
-        index = next(
-            (i for i, s in enumerate(sessions) if s.lock_ttc == self.session.grey_ttc), None
-        )
-        require(index is not None, SW.CONDITIONS_NOT_SATISFIED)
-        assert index is not None
-        session = sessions[index]
+        sessions = GreySessions(self.nvm.cells["grey"])
+        found = sessions.by_lock_ttc(self.session.grey_ttc)
+        if found is None:
+            fail(SW.CONDITIONS_NOT_SATISFIED)
+        offset, session = found
         expected = crypto.mac_session(session.sesgk, session.balance.to_bytes(4, "big"))
         require(compare_digest(expected, mac2), SW.MAC_WRONG)
         if session.state == SessionState.OPEN:
-            sessions[index] = replace(session, state=SessionState.LOCKED)
-            self.nvm.commit({"grey": store_sessions(sessions)})
+            self.nvm.commit({"grey": sessions.with_tail(offset, SessionState.LOCKED)})
         return b""
 
     def gmac_for_unlock(self, apdu: CommandApdu) -> bytes:
@@ -311,15 +335,12 @@ class Psam(Applet):
         fixed_answer(apdu, 8)
         self.enter(PsamCmd.GMAC_FOR_UNLOCK)
         require(data[0] == TxType.DEBIT_FOR_UNLOCK, SW.WRONG_DATA)
-        asn8, lock_ctc, amount = data[1:9], int.from_bytes(data[9:11], "big"), data[11:15]
-        sessions = load_sessions(self.nvm.cells["grey"])
-        index = next(
-            (i for i, s in enumerate(sessions) if s.asn8 == asn8 and s.lock_ctc == lock_ctc),
-            None,
-        )
-        require(index is not None, SW.REFERENCED_DATA_NOT_FOUND)
-        assert index is not None
-        session = sessions[index]
+        asn8, amount = data[1:9], data[11:15]
+        sessions = GreySessions(self.nvm.cells["grey"])
+        found = sessions.by_card(asn8, data[9:11])
+        if found is None:
+            fail(SW.REFERENCED_DATA_NOT_FOUND)
+        offset, session = found
         require(session.state != SessionState.OPEN, SW.CONDITIONS_NOT_SATISFIED)
         value = int.from_bytes(amount, "big")
         if session.state == SessionState.ANSWERED:
@@ -339,16 +360,12 @@ class Psam(Applet):
             + session.lock_ttc.to_bytes(4, "big")
             + session.lock_dt,
         )
-        sessions[index] = replace(
-            session,
-            state=SessionState.ANSWERED,
-            unlock_ttc=unlock_ttc,
-            amount=value,
-            gmac=gmac,
-            psam_tac=psam_tac,
-        )
+        answer = unlock_ttc.to_bytes(4, "big") + amount + gmac + psam_tac
         self.nvm.commit(
-            {"ttc": (unlock_ttc + 1).to_bytes(4, "big"), "grey": store_sessions(sessions)}
+            {
+                "ttc": (unlock_ttc + 1).to_bytes(4, "big"),
+                "grey": sessions.with_tail(offset, SessionState.ANSWERED, answer),
+            }
         )
         return gmac + psam_tac
 
@@ -358,10 +375,10 @@ class Psam(Applet):
         lock_ttc = int.from_bytes(expect_lc(apdu, 4), "big")
         fixed_answer(apdu, 8)
         self.enter(PsamCmd.GET_GMAC_AGAIN)
-        for session in load_sessions(self.nvm.cells["grey"]):
-            if session.lock_ttc == lock_ttc and session.state == SessionState.ANSWERED:
-                return session.gmac + session.psam_tac
-        fail(SW.REFERENCED_DATA_NOT_FOUND)
+        found = GreySessions(self.nvm.cells["grey"]).by_lock_ttc(lock_ttc)
+        if found is None or found[1].state != SessionState.ANSWERED:
+            fail(SW.REFERENCED_DATA_NOT_FOUND)
+        return found[1].gmac + found[1].psam_tac
 
     # Bill TMAC ---------------------------------------------------------------------------------
     def init_for_descrypt(self, apdu: CommandApdu) -> bytes:

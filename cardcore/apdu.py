@@ -24,9 +24,8 @@ class CommandApdu:
     extended: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            if not 0 <= getattr(self, name) <= 0xFF:
-                raise ValueError(f"{name} must be one byte")
+        if (self.cla | self.ins | self.p1 | self.p2) & ~0xFF:
+            raise ValueError("CLA, INS, P1 and P2 are one byte each")
         limit = 65535 if self.extended else 255
         if len(self.data) > limit:
             raise ValueError(f"data of {len(self.data)} bytes does not fit Lc (max {limit})")
@@ -75,19 +74,17 @@ class CommandApdu:
         raise DecodeError(f"extended Lc={lc} but {n - 7} bytes follow", field="Lc", offset=5)
 
     def __bytes__(self) -> bytes:
-        out = bytearray(self.header)
-        if self.extended:
-            if self.data:
-                out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data
-            if self.ne is not None:
-                le = (self.ne % 65536).to_bytes(2, "big")
-                out += le if self.data else b"\x00" + le
-        else:
-            if self.data:
-                out += bytes((len(self.data),)) + self.data
-            if self.ne is not None:
-                out.append(self.ne % 256)
-        return bytes(out)
+        if not self.extended:
+            head = bytes((self.cla, self.ins, self.p1, self.p2))
+            lc = bytes((len(self.data),)) + self.data if self.data else b""
+            return head + lc + (b"" if self.ne is None else bytes((self.ne & 0xFF,)))
+        out = self.header
+        if self.data:
+            out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data
+        if self.ne is not None:
+            le = (self.ne % 65536).to_bytes(2, "big")
+            out += le if self.data else b"\x00" + le
+        return out
 
     def hex(self) -> str:
         return bytes(self).hex().upper()

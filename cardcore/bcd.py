@@ -15,6 +15,8 @@ def to_bcd(digits: str) -> bytes:
 
 def from_bcd(raw: bytes, field: str = "BCD") -> str:
     text = raw.hex()
+    if text.isdigit():
+        return text
     for i, ch in enumerate(text):
         if not ch.isdigit():
             raise DecodeError(f"nibble {ch!r} is not a decimal digit", field=field, offset=i // 2)

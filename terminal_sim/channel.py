@@ -33,7 +33,8 @@ class Channel:
 
     def send(self, command: CommandApdu) -> bytes:
         """The response data of a command that must succeed."""
-        response = self.exchange(command)
-        if response.sw != SW.OK:
-            raise CardRefused(self.reader.name, command_name(command), response.sw)
-        return response.data
+        raw = self.reader.transmit(bytes(command))
+        if raw[-2:] != b"\x90\x00":
+            sw = int.from_bytes(raw[-2:], "big") if len(raw) >= 2 else SW.UNKNOWN
+            raise CardRefused(self.reader.name, command_name(command), sw)
+        return raw[:-2]

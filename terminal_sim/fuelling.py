@@ -181,6 +181,7 @@ class FuellingResult:
 def fuel(
     card: Channel,
     psam: Channel,
+    psam_data: PsamData,
     *,
     pin: str,
     sale: Sale,
@@ -188,8 +189,10 @@ def fuel(
     unlock_at: datetime,
     bill_ttc: int = 1,
 ) -> FuellingResult:
-    """One complete grey-lock fuelling from insertion to bill."""
-    psam_data = read_psam(psam)
+    """One complete grey-lock fuelling, from the card's insertion to the bill.
+
+    The PSAM was read once when the dispenser started (`read_psam`); the card is powered.
+    """
     data = read_card(card)
     check_card(data, clock_now)
     card.send(cmd.verify(pin))
