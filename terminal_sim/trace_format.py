@@ -24,6 +24,10 @@ def describe_exchange(number: int, exchange: Exchange) -> list[str]:
     name, command_fields, response_fields = decode_exchange(
         command, response.data if response else b""
     )
+    if command.ins == 0xB0 and command.p1 & 0x80:
+        name += f" EF{command.p1 & 0x1F:02X}"
+    elif command.ins == 0xB2:
+        name += f" EF{command.p2 >> 3:02X} #{command.p1}"
     millis = exchange.seconds * 1000
     lines = [f"#{number:<3} {exchange.reader:<5} {name:<30} {millis:8.3f} ms"]
     lines.append(f"     → {spaced(exchange.command)}")

@@ -1,0 +1,205 @@
+"""The `fuelsim` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from card_profiles.emulator import make_applet
+from card_profiles.image import load_image, shipped_profiles
+from card_profiles.inspect import describe
+from card_profiles.nvm import FileBackend, MemoryBackend, NvmBackend
+from cardcore.clockrng import SeededRng
+from cardcore.errors import FuelsimError
+from hsm_mock.hsm import MockHsm, key_report
+from terminal_sim.bench import run_bench
+from terminal_sim.demo import print_demo, run_demo
+from terminal_sim.issuing import IssuedCard, issue_profile
+from terminal_sim.readers import Exchange, InProcReader, TracingReader
+from terminal_sim.trace_format import bill_rows, describe_exchange
+
+F = TypeVar("F", bound=Callable[..., Any])
+MEMORY_SUFFIX = ".nvm.json"
+
+
+def data_dir() -> Path:
+    """$FUELSIM_DATA_DIR, else $XDG_DATA_HOME/fuelsim, else ~/.local/share/fuelsim."""
+    explicit = os.environ.get("FUELSIM_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fuelsim"
+
+
+def friendly_errors(command: F) -> F:
+    """Turn fuelsim's own errors into a one-line message and exit status 1."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FuelsimError as exc:
+            raise click.ClickException(f"{exc.title}: {exc}") from exc
+
+    return run  # type: ignore[return-value]
+
+
+def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    for title, rows in sections:
+        click.echo(title)
+        for label, value in rows:
+            click.echo(f"  {label:<18} {value}")
+        click.echo("")
+
+
+@click.group()
+@click.version_option(package_name="fuelsim")
+def main() -> None:
+    """fuelsim: emulated fuel cards, PSAMs, terminals and host for fuel retail."""
+
+
+@main.command()
+@click.option("--seed", default=1, show_default=True, help="Seed of the card and PSAM RNGs.")
+@click.option("--at", "at_", help="Date and time of the fuelling, ISO format (default: now).")
+@click.option("--profile", default="normal", show_default=True, help="Card profile to fuel with.")
+@friendly_errors
+def demo(seed: int, at_: str | None, profile: str) -> None:
+    """A complete grey-lock fuelling between an emulated card and PSAM, traced."""
+    try:
+        when = datetime.fromisoformat(at_) if at_ else datetime.now()
+    except ValueError:
+        raise click.BadParameter(
+            f"{at_!r} is not an ISO date and time", param_hint="--at"
+        ) from None
+    print_demo(run_demo(when=when, seed=seed, card_profile=profile), click.echo)
+
+
+@main.group()
+def card() -> None:
+    """Emulated user cards and PSAMs: profiles, memory files, APDUs."""
+
+
+@card.command("list")
+@friendly_errors
+def card_list() -> None:
+    """The shipped card profiles."""
+    for name in shipped_profiles():
+        image = load_image(name)
+        click.echo(f"{name:<16} {image.kind:<10} {image.description}")
+
+
+def open_target(target: str) -> tuple[NvmBackend, IssuedCard | None]:
+    """A memory file (…nvm.json) is used in place; a profile is issued into memory."""
+    if target.endswith(MEMORY_SUFFIX):
+        return FileBackend(Path(target)), None
+    issued = issue_profile(target, MockHsm())
+    return MemoryBackend(issued.cells), issued
+
+
+@card.command("show")
+@click.argument("target")
+@friendly_errors
+def card_show(target: str) -> None:
+    """Decode a card: TARGET is a profile name, an image file, or a memory file (*.nvm.json)."""
+    backend, issued = open_target(target)
+    cells, _ = backend.load()
+    print_sections(describe(cells))
+    if issued is not None and issued.escape_bill is not None:
+        print_sections([("escape bill", bill_rows(issued.escape_bill))])
+
+
+@card.command("new")
+@click.argument("profile")
+@click.option("--out", type=click.Path(path_type=Path), help="Memory file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing memory file.")
+@friendly_errors
+def card_new(profile: str, out: Path | None, force: bool) -> None:
+    """Issue PROFILE into a persistent memory file that `card apdu` and `card show` can use."""
+    issued = issue_profile(profile, MockHsm())
+    path = out or data_dir() / "cards" / f"{issued.image.name}{MEMORY_SUFFIX}"
+    if not path.name.endswith(MEMORY_SUFFIX):
+        raise click.BadParameter(
+            f"a memory file name ends with {MEMORY_SUFFIX}", param_hint="--out"
+        )
+    if path.exists():
+        if not force:
+            raise click.ClickException(f"{path} exists (use --force to overwrite)")
+        path.unlink()
+        path.with_name(path.name + ".journal").unlink(missing_ok=True)
+    FileBackend(path, issued.cells)
+    click.echo(str(path))
+
+
+@card.command("apdu")
+@click.argument("target")
+@click.argument("apdus", nargs=-1, required=True)
+@click.option("--seed", default=1, show_default=True, help="Seed of the card's RNG.")
+@friendly_errors
+def card_apdu(target: str, apdus: tuple[str, ...], seed: int) -> None:
+    """Send hex APDUs to TARGET (a profile, or a memory file whose state they change)."""
+    commands = []
+    for text in apdus:
+        try:
+            commands.append(bytes.fromhex(text))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not hex", param_hint="APDUS") from None
+    backend, _ = open_target(target)
+    exchanges: list[Exchange] = []
+    reader = TracingReader(
+        InProcReader(make_applet(backend, SeededRng(seed)), "card"), [exchanges.append]
+    )
+    reader.connect()
+    for command in commands:
+        reader.transmit(command)
+    for number, exchange in enumerate(exchanges, 1):
+        for line in describe_exchange(number, exchange):
+            click.echo(line)
+
+
+@main.group()
+def hsm() -> None:
+    """The mock HSM."""
+
+
+@hsm.command("keys")
+@click.option("--key-set", default="DEV", show_default=True, help="Key set to list.")
+@click.option(
+    "--key-set-file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Load a key-set file (fuelsim.keyset/1) first; may be repeated.",
+)
+@friendly_errors
+def hsm_keys(key_set: str, files: tuple[Path, ...]) -> None:
+    """Master key labels and check values (keys never leave the HSM)."""
+    device = MockHsm.with_key_set_files(files) if files else MockHsm()
+    click.echo(f"key set {key_set}")
+    for label, kcv in key_report(device, key_set):
+        click.echo(f"  {label:<6} KCV {kcv}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--seconds", default=2.0, show_default=True, help="Time per measurement.")
+def bench(as_json: bool, seconds: float) -> None:
+    """Measure throughput of the emulated card, PSAM and flows on this machine."""
+    figures = run_bench(seconds, progress=lambda step: click.echo(f"measuring {step}…", err=True))
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        click.echo(f"{key:<{width}}  {value:>12,}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
