@@ -94,6 +94,8 @@ class _Doc:
         return NO_LIMIT if self.raw(key) is None else self.integer(key, maximum=maximum)
 
     def hexbytes(self, key: str, size: int, default: str | None = None) -> bytes:
+        if isinstance(self.raw(key, default), int):
+            raise self.error(key, 'quote hex values, e.g. "0123…", or YAML reads them as numbers')
         value = self.text(key, default)
         try:
             raw = bytes.fromhex(value)
