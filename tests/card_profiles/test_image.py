@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from card_profiles.image import ImageError, load_image, parse_image, shipped_profiles
 from cardcore.bcd import decode_pin
 from cardcore.layout import AppBlock, CardType, LockStatus
 from cardcore.records import Cardholder, EtGeneralInfo, LockRecord, PublicAppData, Restrictions
-from card_profiles.image import ImageError, load_image, parse_image, shipped_profiles
 from hsm_mock.hsm import MockHsm
 from terminal_sim.issuing import IssuedCard, issue
 
@@ -169,5 +169,5 @@ def test_load_image_from_a_file_and_missing_files(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(NORMAL.replace("name: normal", "name: mine"))
     assert load_image(str(path)).name == "mine"
-    with pytest.raises(ImageError, match="missing.yaml"):
+    with pytest.raises(ImageError, match=r"missing\.yaml"):
         load_image(str(tmp_path / "missing.yaml"))
