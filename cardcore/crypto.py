@@ -17,12 +17,16 @@ _CACHE_SIZE = 4096
 _ciphers: dict[bytes, Any] = {}
 
 
+def is_single_des(key16: bytes) -> bool:
+    """2-key EDE with K1 = K2, ignoring parity bits, is single DES (pycryptodome refuses it)."""
+    return bytes(b & 0xFE for b in key16[:8]) == bytes(b & 0xFE for b in key16[8:])
+
+
 def _new_cipher(key: bytes) -> Any:
     if len(key) == 8:
         return DES.new(key, DES.MODE_ECB)
     if len(key) == 16:
-        # EDE with K1 = K2 (ignoring parity bits) is single DES; pycryptodome refuses such keys.
-        if bytes(b & 0xFE for b in key[:8]) == bytes(b & 0xFE for b in key[8:]):
+        if is_single_des(key):
             return DES.new(key[:8], DES.MODE_ECB)
         return DES3.new(key, DES3.MODE_ECB)
     raise ValueError(f"DES keys are 8 or 16 bytes, got {len(key)}")
