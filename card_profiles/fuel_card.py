@@ -188,8 +188,12 @@ class FuelCard(Applet):
     def pin_status(self, tries: int) -> int:
         return SW.PIN_BLOCKED if tries == 0 else pin_tries_left(tries)
 
-    def check_pin(self, offered: bytes) -> None:
-        """Compare a PIN block with the card's PIN, counting wrong tries (63Cx, then 6983)."""
+    def check_pin(self, offered: bytes, *, reset_tries: bool = True) -> None:
+        """Compare a PIN block with the card's PIN, counting wrong tries (63Cx, then 6983).
+
+        `reset_tries=False`: the caller's own commit resets the tries, so that a command makes
+        one commit only (two would let a power loss between them leave a mixed memory).
+        """
         tries = self.nvm.int("pin.tries")
         if tries == 0:
             fail(SW.PIN_BLOCKED)
@@ -197,7 +201,7 @@ class FuelCard(Applet):
         if digits is None:
             fail(SW.WRONG_DATA)
         if digits == decode_pin(self.nvm.cells["pin"]):
-            if tries != layout.PIN_TRIES:
+            if tries != layout.PIN_TRIES and reset_tries:
                 self.commit({"pin.tries": bytes((layout.PIN_TRIES,))})
             return
         self.session.pin_ok = False

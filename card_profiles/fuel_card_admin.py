@@ -108,7 +108,7 @@ class Admin:
         old, new = apdu.data[:separator], apdu.data[separator + 1 :]
         if separator < 1 or decode_pin(new) is None:
             fail(SW.WRONG_DATA)
-        card.check_pin(old)
+        card.check_pin(old, reset_tries=False)  # the commit below resets the tries
         ef1b = card.nvm.cells["ef1b"]
         card.commit(
             {

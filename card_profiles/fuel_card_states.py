@@ -9,21 +9,21 @@ order: the application it runs in (6985 elsewhere), the application block (6A81/
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, auto
+from enum import IntEnum, auto
 from typing import NamedTuple
 
 from cardcore.layout import AppBlock, LockStatus
 from cardcore.sw import SW
 
 
-class App(Enum):
+class App(IntEnum):
     NONE = auto()
     PSE = auto()
     ET = auto()
     LOYALTY = auto()
 
 
-class Pending(Enum):
+class Pending(IntEnum):
     """The INITIALIZE a session has open; the matching value command must come next."""
 
     NONE = auto()
@@ -33,7 +33,7 @@ class Pending(Enum):
     ONLINE_UNLOCK = auto()
 
 
-class Cmd(Enum):
+class Cmd(IntEnum):
     SELECT = auto()
     READ_BINARY = auto()
     READ_RECORD = auto()

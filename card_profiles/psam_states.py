@@ -7,23 +7,23 @@ command needs open (6985 otherwise).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
 
 from cardcore.sw import SW
 
 
-class Df(Enum):
+class Df(IntEnum):
     MF = auto()
     ADF = auto()
 
 
-class PsamPending(Enum):
+class PsamPending(IntEnum):
     NONE = auto()
     PURCHASE = auto()  # after 80 70, until 80 72
     GREY_LOCK = auto()  # after E0 40, until E0 42
 
 
-class PsamCmd(Enum):
+class PsamCmd(IntEnum):
     SELECT = auto()
     READ_BINARY = auto()
     INIT_SAM_FOR_PURCHASE = auto()

@@ -1,42 +1,36 @@
 """Typed records of the profile: card files, log entries, the grey-lock record and the bill.
 
 Each record is a frozen dataclass with `from_bytes` (strict: exact size, DecodeError otherwise)
-and `to_bytes`. Terminal ids, ASNs and `dt` stamps stay raw bytes; amounts and counters are ints.
+and `to_bytes`; the fixed layouts are `struct` formats. Terminal ids, ASNs and `dt` stamps stay
+raw bytes; amounts and counters are ints.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from datetime import date
 from functools import reduce
+from typing import Any
 
 from cardcore import layout
 from cardcore.bcd import bcd_date, parse_bcd_date
 from cardcore.errors import DecodeError
 
 
-class _Reader:
-    """Walks a fixed-layout record, naming each field in errors."""
+def _unpack(layout_: struct.Struct, raw: bytes, record: str) -> tuple[Any, ...]:
+    if len(raw) != layout_.size:
+        raise DecodeError(
+            f"{record} is {layout_.size} bytes, got {len(raw)}", field=record, offset=0
+        )
+    return layout_.unpack(raw)
 
-    def __init__(self, raw: bytes, record: str, size: int) -> None:
-        if len(raw) != size:
-            raise DecodeError(f"{record} is {size} bytes, got {len(raw)}", field=record, offset=0)
-        self.raw, self.record, self.pos = raw, record, 0
 
-    def take(self, n: int) -> bytes:
-        chunk = self.raw[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def int(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
-
-    def date(self, name: str) -> date:
-        start = self.pos
-        try:
-            return parse_bcd_date(self.take(4), name)
-        except DecodeError as exc:
-            raise DecodeError(str(exc), field=f"{self.record}.{name}", offset=start) from None
+def _date(raw: bytes, record: str, name: str, offset: int) -> date:
+    try:
+        return parse_bcd_date(raw, name)
+    except DecodeError as exc:
+        raise DecodeError(str(exc), field=f"{record}.{name}", offset=offset) from None
 
 
 def _text(raw: bytes, encoding: str) -> str:
@@ -48,6 +42,16 @@ def _padded(text: str, size: int, encoding: str) -> bytes:
     if len(raw) > size:
         raise ValueError(f"{text!r} does not fit {size} bytes")
     return raw.ljust(size, b"\x00")
+
+
+EF15 = struct.Struct(">8sBB10s4s4sBB")
+EF16 = struct.Struct(">BB20s18sB")
+EF1B = struct.Struct(">BB2sBBB25s")
+EF1C = struct.Struct(">2sB40s2s1s4s16s")
+EF18_RECORD = struct.Struct(">H3sIB6s7s")
+LOCK_RECORD = struct.Struct(">BBBIH6s7s4s4s")
+PSAM_EF15 = struct.Struct(">10sBBBB")
+PSAM_EF17 = struct.Struct(">B8s8s4s4s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,22 +76,30 @@ class PublicAppData:
         return self.store_flag == layout.STORE_FLAG_ON
 
     def to_bytes(self) -> bytes:
-        return (
-            self.issuer_id
-            + bytes((self.app_type, self.app_version))
-            + self.asn
-            + bcd_date(self.start)
-            + bcd_date(self.expiry)
-            + bytes((self.instruction_set_version, self.store_flag))
+        return EF15.pack(
+            self.issuer_id,
+            self.app_type,
+            self.app_version,
+            self.asn,
+            bcd_date(self.start),
+            bcd_date(self.expiry),
+            self.instruction_set_version,
+            self.store_flag,
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PublicAppData:
-        r = _Reader(raw, "EF15", layout.EF_SIZES[layout.SFI_EF15])
-        issuer, app_type, app_version, asn = r.take(8), r.int(1), r.int(1), r.take(10)
-        start, expiry = r.date("start"), r.date("expiry")
-        isv, flag = r.int(1), r.int(1)
-        return cls(issuer, asn, start, expiry, flag, app_type, app_version, isv)
+        issuer, app_type, version, asn, start, expiry, isv, flag = _unpack(EF15, raw, "EF15")
+        return cls(
+            issuer,
+            asn,
+            _date(start, "EF15", "start", 20),
+            _date(expiry, "EF15", "expiry", 24),
+            flag,
+            app_type,
+            version,
+            isv,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +113,18 @@ class Cardholder:
     id_type: int = 0
 
     def to_bytes(self) -> bytes:
-        return (
-            bytes((self.card_type, self.staff_flag))
-            + _padded(self.name, 20, "gbk")
-            + _padded(self.id_number, 18, "ascii")
-            + bytes((self.id_type,))
+        return EF16.pack(
+            self.card_type,
+            self.staff_flag,
+            _padded(self.name, 20, "gbk"),
+            _padded(self.id_number, 18, "ascii"),
+            self.id_type,
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Cardholder:
-        r = _Reader(raw, "EF16", layout.EF_SIZES[layout.SFI_EF16])
-        card_type, staff_flag = r.int(1), r.int(1)
-        name, id_number = _text(r.take(20), "gbk"), _text(r.take(18), "ascii")
-        return cls(card_type, staff_flag, name, id_number, r.int(1))
+        card_type, staff_flag, name, id_number, id_type = _unpack(EF16, raw, "EF16")
+        return cls(card_type, staff_flag, _text(name, "gbk"), _text(id_number, "ascii"), id_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +139,31 @@ class EtGeneralInfo:
     sub_type: int = 0x01
 
     def to_bytes(self) -> bytes:
-        head = bytes((self.default_pin_flag, self.staff_no)) + self.staff_password
-        return head + bytes((self.debit_unit, self.discount_card, self.sub_type)) + b"\xff" * 25
+        return EF1B.pack(
+            self.default_pin_flag,
+            self.staff_no,
+            self.staff_password,
+            self.debit_unit,
+            self.discount_card,
+            self.sub_type,
+            b"\xff" * 25,
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> EtGeneralInfo:
-        r = _Reader(raw, "EF1B", layout.EF_SIZES[layout.SFI_EF1B])
-        flag, staff_no, password = r.int(1), r.int(1), r.take(2)
-        return cls(flag, staff_no, password, r.int(1), r.int(1), r.int(1))
+        flag, staff_no, password, unit, discount, sub_type, _ = _unpack(EF1B, raw, "EF1B")
+        return cls(flag, staff_no, password, unit, discount, sub_type)
 
 
 NO_LIMIT = -1  # a restriction field filled with FF
+
+
+def _limit(raw: bytes) -> int:
+    return NO_LIMIT if raw == b"\xff" * len(raw) else int.from_bytes(raw, "big")
+
+
+def _limit_bytes(value: int, size: int) -> bytes:
+    return b"\xff" * size if value == NO_LIMIT else value.to_bytes(size, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,30 +179,28 @@ class Restrictions:
     plate: str = ""
 
     def to_bytes(self) -> bytes:
-        def num(value: int, size: int) -> bytes:
-            return b"\xff" * size if value == NO_LIMIT else value.to_bytes(size, "big")
-
-        return (
-            num(self.product, 2)
-            + bytes((self.region_mode,))
-            + self.regions
-            + num(self.max_litres_per_fill, 2)
-            + num(self.max_fills_per_day, 1)
-            + num(self.max_amount_per_day, 4)
-            + _padded(self.plate, 16, "gbk")
+        return EF1C.pack(
+            _limit_bytes(self.product, 2),
+            self.region_mode,
+            self.regions,
+            _limit_bytes(self.max_litres_per_fill, 2),
+            _limit_bytes(self.max_fills_per_day, 1),
+            _limit_bytes(self.max_amount_per_day, 4),
+            _padded(self.plate, 16, "gbk"),
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Restrictions:
-        r = _Reader(raw, "EF1C", layout.EF_SIZES[layout.SFI_EF1C])
-
-        def num(size: int) -> int:
-            chunk = r.take(size)
-            return NO_LIMIT if chunk == b"\xff" * size else int.from_bytes(chunk, "big")
-
-        product, region_mode, regions = num(2), r.int(1), r.take(40)
-        litres, fills, amount = num(2), num(1), num(4)
-        return cls(product, region_mode, regions, litres, fills, amount, _text(r.take(16), "gbk"))
+        product, mode, regions, litres, fills, amount, plate = _unpack(EF1C, raw, "EF1C")
+        return cls(
+            _limit(product),
+            mode,
+            regions,
+            _limit(litres),
+            _limit(fills),
+            _limit(amount),
+            _text(plate, "gbk"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,20 +215,13 @@ class TxLogEntry:
     overdraft_limit: int = 0
 
     def to_bytes(self) -> bytes:
-        return (
-            self.ctc.to_bytes(2, "big")
-            + self.overdraft_limit.to_bytes(3, "big")
-            + self.amount.to_bytes(4, "big")
-            + bytes((self.tx_type,))
-            + self.term
-            + self.dt
-        )
+        overdraft = self.overdraft_limit.to_bytes(3, "big")
+        return EF18_RECORD.pack(self.ctc, overdraft, self.amount, self.tx_type, self.term, self.dt)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TxLogEntry:
-        r = _Reader(raw, "EF18 record", layout.EF18_RECORD_SIZE)
-        ctc, overdraft, amount, tx_type = r.int(2), r.int(3), r.int(4), r.int(1)
-        return cls(ctc, amount, tx_type, r.take(6), r.take(7), overdraft)
+        ctc, overdraft, amount, tx_type, term, dt = _unpack(EF18_RECORD, raw, "EF18 record")
+        return cls(ctc, amount, tx_type, term, dt, int.from_bytes(overdraft, "big"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,21 +251,23 @@ class LockRecord:
         return cls(app_id=0)
 
     def to_bytes(self) -> bytes:
-        return (
-            bytes((self.status, self.tx_type, self.app_id))
-            + self.balance.to_bytes(4, "big")
-            + self.ctc.to_bytes(2, "big")
-            + self.term
-            + self.dt
-            + self.word22
-            + self.tac
+        return LOCK_RECORD.pack(
+            self.status,
+            self.tx_type,
+            self.app_id,
+            self.balance,
+            self.ctc,
+            self.term,
+            self.dt,
+            self.word22,
+            self.tac,
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LockRecord:
-        r = _Reader(raw, "lock record", layout.LOCK_RECORD_SIZE)
-        status, tx_type, app_id, balance, ctc = r.int(1), r.int(1), r.int(1), r.int(4), r.int(2)
-        term, dt, word22, tac = r.take(6), r.take(7), r.take(4), r.take(4)
+        status, tx_type, app_id, balance, ctc, term, dt, word22, tac = _unpack(
+            LOCK_RECORD, raw, "lock record"
+        )
         return cls(status, tx_type, balance, ctc, term, dt, word22, tac, app_id)
 
 
@@ -264,13 +282,13 @@ class PsamSerial:
     fci: int = 0x00
 
     def to_bytes(self) -> bytes:
-        tail = (self.version, self.key_card_type, self.instruction_set_version, self.fci)
-        return self.serial + bytes(tail)
+        return PSAM_EF15.pack(
+            self.serial, self.version, self.key_card_type, self.instruction_set_version, self.fci
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PsamSerial:
-        r = _Reader(raw, "PSAM EF15", layout.PSAM_EF_SIZES[layout.SFI_PSAM_EF15])
-        return cls(r.take(10), r.int(1), r.int(1), r.int(1), r.int(1))
+        return cls(*_unpack(PSAM_EF15, raw, "PSAM EF15"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,14 +302,24 @@ class PsamKeyInfo:
     expiry: date
 
     def to_bytes(self) -> bytes:
-        head = bytes((self.key_index,)) + self.issuer_id + self.acquirer_id
-        return head + bcd_date(self.start) + bcd_date(self.expiry)
+        return PSAM_EF17.pack(
+            self.key_index,
+            self.issuer_id,
+            self.acquirer_id,
+            bcd_date(self.start),
+            bcd_date(self.expiry),
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PsamKeyInfo:
-        r = _Reader(raw, "PSAM EF17", layout.PSAM_EF_SIZES[layout.SFI_PSAM_EF17])
-        key_index, issuer, acquirer = r.int(1), r.take(8), r.take(8)
-        return cls(key_index, issuer, acquirer, r.date("start"), r.date("expiry"))
+        key_index, issuer, acquirer, start, expiry = _unpack(PSAM_EF17, raw, "PSAM EF17")
+        return cls(
+            key_index,
+            issuer,
+            acquirer,
+            _date(start, "PSAM EF17", "start", 17),
+            _date(expiry, "PSAM EF17", "expiry", 21),
+        )
 
 
 def xor_check(data: bytes) -> int:
@@ -330,27 +358,31 @@ class Bill:
 
     def body(self) -> bytes:
         """Bytes 0–90, the span the PSAM's TMAC covers."""
-        return (
-            self.bill_ttc.to_bytes(4, "big")
-            + bytes((self.tx_type,))
-            + self.dt
-            + self.asn
-            + self.balance_after.to_bytes(4, "big")
-            + self.amount.to_bytes(3, "big")
-            + self.ctc.to_bytes(2, "big")
-            + self.tac
-            + self.gmac
-            + self.psam_tac
-            + self.psam_asn
-            + self.term
-            + self.psam_ttc.to_bytes(4, "big")
-            + bytes((self.debit_source, self.unit, self.card_class, self.key_index, self.nozzle))
-            + self.grade.to_bytes(2, "big")
-            + self.volume.to_bytes(3, "big")
-            + self.price.to_bytes(2, "big")
-            + bytes((self.staff_no,))
-            + self.totaliser.to_bytes(4, "big")
-            + bytes(11)
+        return BILL_BODY.pack(
+            self.bill_ttc,
+            self.tx_type,
+            self.dt,
+            self.asn,
+            self.balance_after,
+            self.amount.to_bytes(3, "big"),
+            self.ctc,
+            self.tac,
+            self.gmac,
+            self.psam_tac,
+            self.psam_asn,
+            self.term,
+            self.psam_ttc,
+            self.debit_source,
+            self.unit,
+            self.card_class,
+            self.key_index,
+            self.nozzle,
+            self.grade,
+            self.volume.to_bytes(3, "big"),
+            self.price,
+            self.staff_no,
+            self.totaliser,
+            bytes(11),
         )
 
     def to_bytes(self) -> bytes:
@@ -359,47 +391,15 @@ class Bill:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Bill:
-        r = _Reader(raw, "bill", layout.BILL_SIZE)
+        if len(raw) != layout.BILL_SIZE:
+            raise DecodeError(f"bill is 128 bytes, got {len(raw)}", field="bill", offset=0)
         if xor_check(raw[:127]) != raw[127]:
             raise DecodeError("XOR check byte does not match", field="bill.check", offset=127)
-        bill_ttc, tx_type, dt, asn = r.int(4), r.int(1), r.take(7), r.take(10)
-        balance_after, amount, ctc = r.int(4), r.int(3), r.int(2)
-        tac, gmac, psam_tac, psam_asn, term = r.take(4), r.take(4), r.take(4), r.take(10), r.take(6)
-        psam_ttc, source, unit, card_class, kidx, nozzle = (
-            r.int(4),
-            r.int(1),
-            r.int(1),
-            r.int(1),
-            r.int(1),
-            r.int(1),
-        )
-        grade, volume, price, staff, totaliser = r.int(2), r.int(3), r.int(2), r.int(1), r.int(4)
-        r.take(11)
-        tmac, station = r.take(4), r.take(32)
-        return cls(
-            bill_ttc,
-            tx_type,
-            dt,
-            asn,
-            balance_after,
-            amount,
-            ctc,
-            tac,
-            gmac,
-            psam_tac,
-            psam_asn,
-            term,
-            psam_ttc,
-            source,
-            unit,
-            card_class,
-            kidx,
-            nozzle,
-            grade,
-            volume,
-            price,
-            staff,
-            totaliser,
-            tmac,
-            station,
-        )
+        fields: list[Any] = list(BILL_BODY.unpack(raw[: BILL_BODY.size]))[:-1]  # no RFU bytes
+        fields[5] = int.from_bytes(fields[5], "big")  # amount (3 bytes)
+        fields[19] = int.from_bytes(fields[19], "big")  # volume (3 bytes)
+        fields += [raw[91:95], raw[95:127]]  # the TMAC and the station bytes
+        return cls(*fields)
+
+
+BILL_BODY = struct.Struct(">IB7s10sI3sH4s4s4s10s6sIBBBBBH3sHBI11s")
