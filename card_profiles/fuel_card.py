@@ -115,6 +115,7 @@ class FuelCard(Applet):
             fail(SW.WRONG_P1P2)
         if not 5 <= len(apdu.data) <= 16:
             fail(SW.WRONG_LENGTH)
+        self.enter(Cmd.SELECT)
         targets = {
             layout.PSE_NAME: (App.PSE, PSE_FCI),
             layout.ET_AID: (App.ET, ET_FCI),

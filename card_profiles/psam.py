@@ -291,6 +291,8 @@ class Psam(Applet):
         request = self.parse_init(apdu, 12, PsamCmd.INIT_SAM_FOR_GREY_LOCK)
         require(request.tx_type == TxType.GREY_LOCK, SW.WRONG_DATA)
         ttc = self.next_ttc()
+        # The unlock takes the next TTC: refuse a lock the PSAM could not unlock.
+        require(ttc + 1 < layout.TTC_MAX, SW.COUNTER_AT_MAXIMUM)
         ttc4 = ttc.to_bytes(4, "big")
         psam_rand = self.random(4)
         sesgk = crypto.session_key_grey_lock(
