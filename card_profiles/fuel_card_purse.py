@@ -243,7 +243,7 @@ class Purse:
         card.commit(
             {
                 "et.balance": u32(balance),
-                "et.offline_ctc": u16(offline),
+                "et.offline_ctc": u16(offline + 1),
                 "lock": record.to_bytes(),
                 "lock.sesgk": b"",
                 "ef18": self.logged(offline, amount, TxType.DEBIT_FOR_UNLOCK, term, dt),
