@@ -125,6 +125,7 @@ class FuelCard(Applet):
         if target is None:
             fail(SW.FILE_NOT_FOUND)
         app, answer = target
+        fixed_answer(apdu, len(answer))
         self.session = Session(app=app)
         if app is App.ET:
             block = AppBlock(self.nvm.cells["et.block"][0])

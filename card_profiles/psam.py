@@ -118,6 +118,15 @@ class GreySessions:
     def by_card(self, asn8: bytes, lock_ctc: bytes) -> tuple[int, GreySession] | None:
         return self.find(asn8 + lock_ctc, 4)
 
+    def open_locks(self) -> list[tuple[int, GreySession]]:
+        """Sessions whose E0 42 never came, newest first."""
+        size, state_at = GreySession.SIZE, GreySession.STATE_AT
+        return [
+            (offset, GreySession.from_bytes(self.raw[offset : offset + size]))
+            for offset in range(0, len(self.raw), size)
+            if self.raw[offset + state_at] == SessionState.OPEN
+        ]
+
     def with_new(self, session: GreySession) -> bytes:
         """The cell with `session` added; the oldest falls out beyond PSAM_GREY_SESSIONS."""
         return (session.to_bytes() + self.raw)[: layout.PSAM_GREY_SESSIONS * GreySession.SIZE]
@@ -223,6 +232,7 @@ class Psam(Applet):
             self.session = PsamSession(df=Df.MF)
             return b""
         if apdu.p1 == 0x04 and apdu.data == layout.PSAM_AID:
+            fixed_answer(apdu, len(PSAM_FCI))
             self.session = PsamSession(df=Df.ADF)
             return PSAM_FCI
         if not apdu.data:
@@ -314,21 +324,29 @@ class Psam(Applet):
         return ttc4 + psam_rand + mac1
 
     def verify_grey_lock_mac2(self, apdu: CommandApdu) -> bytes:
+        """E0 42 checks the card's MAC2 for the lock E0 40 just opened. After a PSAM power loss
+        (the session forgotten, the lock still open in memory) it checks it against the open
+        locks, newest first: a matching MAC2 proves which lock the card made."""
         if apdu.p1 != 0x00 or apdu.p2 != 0x00:
             fail(SW.WRONG_P1P2)
         mac2 = expect_lc(apdu, 4)
         self.enter(PsamCmd.VERIFY_GREY_LOCK_MAC2)
+        pending = self.session.pending is PsamPending.GREY_LOCK
         self.session.pending = PsamPending.NONE
         sessions = GreySessions(self.nvm.cells["grey"])
-        found = sessions.by_lock_ttc(self.session.grey_ttc)
-        if found is None:
-            fail(SW.CONDITIONS_NOT_SATISFIED)
-        offset, session = found
-        expected = crypto.mac_session(session.sesgk, session.balance.to_bytes(4, "big"))
-        require(compare_digest(expected, mac2), SW.MAC_WRONG)
-        if session.state == SessionState.OPEN:
-            self.nvm.commit({"grey": sessions.with_tail(offset, SessionState.LOCKED)})
-        return b""
+        if pending:
+            found = sessions.by_lock_ttc(self.session.grey_ttc)
+            candidates = [found] if found is not None else []
+        else:
+            candidates = sessions.open_locks()
+        require(bool(candidates), SW.CONDITIONS_NOT_SATISFIED)
+        for offset, session in candidates:
+            expected = crypto.mac_session(session.sesgk, session.balance.to_bytes(4, "big"))
+            if compare_digest(expected, mac2):
+                if session.state == SessionState.OPEN:
+                    self.nvm.commit({"grey": sessions.with_tail(offset, SessionState.LOCKED)})
+                return b""
+        fail(SW.MAC_WRONG)
 
     def gmac_for_unlock(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0x00 or apdu.p2 != 0x00:

@@ -52,7 +52,7 @@ PSAM_RULES: dict[PsamCmd, PsamRule] = {
     PsamCmd.INIT_SAM_FOR_PURCHASE: PsamRule(ADF),
     PsamCmd.CREDIT_SAM_FOR_PURCHASE: PsamRule(ADF, needs=PsamPending.PURCHASE),
     PsamCmd.INIT_SAM_FOR_GREY_LOCK: PsamRule(ADF),
-    PsamCmd.VERIFY_GREY_LOCK_MAC2: PsamRule(ADF, needs=PsamPending.GREY_LOCK),
+    PsamCmd.VERIFY_GREY_LOCK_MAC2: PsamRule(ADF),  # also after a power loss: see psam.py
     PsamCmd.GMAC_FOR_UNLOCK: PsamRule(ADF),
     PsamCmd.GET_GMAC_AGAIN: PsamRule(ADF),
     PsamCmd.INIT_FOR_DESCRYPT: PsamRule(ADF),

@@ -948,7 +948,7 @@ def test_psam_purchase_bad_mac2_9302_then_6985(
     psam.refuses(cmd.credit_sam_for_purchase(mac2), 0x6985)
 
 
-def test_psam_grey_lock_bad_mac2_9302_then_6985(
+def test_psam_grey_lock_bad_mac2_9302_leaves_the_lock_open(
     card_device: Callable[..., Any], psam_device: Callable[..., Any]
 ) -> None:
     card, psam = card_device("normal"), psam_device()
@@ -966,7 +966,9 @@ def test_psam_grey_lock_bad_mac2_9302_then_6985(
     )
     mac2 = card.ok(cmd.grey_lock(int.from_bytes(sam[:4], "big"), sam[4:8], DT, sam[8:12]))[4:8]
     psam.refuses(cmd.verify_grey_lock_mac2(flip(mac2)), 0x9302)
-    psam.refuses(cmd.verify_grey_lock_mac2(mac2), 0x6985)
+    # The lock stays open: the card's true MAC2 still confirms it, once; then nothing is open.
+    psam.ok(cmd.verify_grey_lock_mac2(mac2))
+    psam.refuses(cmd.verify_grey_lock_mac2(flip(mac2)), 0x6985)
 
 
 def test_psam_gmac_before_the_lock_was_verified_6985(
