@@ -167,6 +167,51 @@ def make_bill(psam: Channel, bill: Bill) -> Bill:
     return replace(bill, tmac=tmac)
 
 
+def lock_bill(
+    psam: Channel,
+    bill_type: int,
+    data: CardData,
+    psam_data: PsamData,
+    locked: GreyLock,
+    unlock: UnlockAnswer,
+    *,
+    sale: Sale | None = None,
+    dt: bytes | None = None,
+    tac: bytes | None = None,
+    bill_ttc: int = 1,
+) -> Bill:
+    """The bill of a grey-lock fuelling, signed with the PSAM's TMAC.
+
+    A fuelling bill carries the unlock's dt, CTC and TAC. An escape bill (no `tac`: the card
+    was pulled) carries the lock's dt and CTC and the GTAC, and is what a re-debit needs.
+    """
+    escape = tac is None
+    return make_bill(
+        psam,
+        Bill(
+            bill_ttc=bill_ttc,
+            tx_type=bill_type,
+            dt=locked.dt if dt is None else dt,
+            asn=data.public.asn,
+            balance_after=locked.balance - unlock.amount,
+            amount=unlock.amount,
+            ctc=locked.lock_ctc if escape else locked.lock_ctc + 1,
+            tac=locked.gtac if tac is None else tac,
+            gmac=unlock.gmac,
+            psam_tac=unlock.psam_tac,
+            psam_asn=psam_data.serial.serial,
+            term=psam_data.term,
+            psam_ttc=unlock.unlock_ttc,
+            card_class=data.holder.card_type,
+            key_index=psam_data.key_info.key_index,
+            nozzle=sale.nozzle if sale else 0,
+            grade=sale.grade if sale else 0,
+            volume=sale.volume if sale else 0,
+            price=sale.price if sale else 0,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class FuellingResult:
     card: CardData
@@ -211,28 +256,16 @@ def fuel(
     unlock = unlock_answer(psam, data.public.asn8, locked, sale.amount)
     tac, dt = debit(card, locked, unlock, unlock_at)
     card.send(cmd.clear_tac_unread())
-    bill = make_bill(
+    bill = lock_bill(
         psam,
-        Bill(
-            bill_ttc=bill_ttc,
-            tx_type=BillType.FUELLING,
-            dt=dt,
-            asn=data.public.asn,
-            balance_after=locked.balance - sale.amount,
-            amount=sale.amount,
-            ctc=locked.lock_ctc + 1,
-            tac=tac,
-            gmac=unlock.gmac,
-            psam_tac=unlock.psam_tac,
-            psam_asn=psam_data.serial.serial,
-            term=psam_data.term,
-            psam_ttc=unlock.unlock_ttc,
-            card_class=data.holder.card_type,
-            key_index=psam_data.key_info.key_index,
-            nozzle=sale.nozzle,
-            grade=sale.grade,
-            volume=sale.volume,
-            price=sale.price,
-        ),
+        BillType.FUELLING,
+        data,
+        psam_data,
+        locked,
+        unlock,
+        sale=sale,
+        dt=dt,
+        tac=tac,
+        bill_ttc=bill_ttc,
     )
     return FuellingResult(data, locked, unlock, tac, bill, balance, locked.balance - sale.amount)

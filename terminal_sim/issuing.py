@@ -23,7 +23,7 @@ from terminal_sim.fuelling import (
     BillType,
     debit,
     lock,
-    make_bill,
+    lock_bill,
     read_card,
     read_psam,
     unlock_answer,
@@ -67,24 +67,5 @@ def _play_grey_lock(
     if setup.unlock:
         debit(card, locked, unlock, setup.at + UNLOCK_AFTER)
         return IssuedCard(image, dict(applet.nvm.cells))
-    escape = make_bill(
-        psam,
-        Bill(
-            bill_ttc=1,
-            tx_type=BillType.ESCAPE,
-            dt=locked.dt,
-            asn=data.public.asn,
-            balance_after=locked.balance - setup.delivered,
-            amount=setup.delivered,
-            ctc=locked.lock_ctc,
-            tac=locked.gtac,
-            gmac=unlock.gmac,
-            psam_tac=unlock.psam_tac,
-            psam_asn=psam_data.serial.serial,
-            term=psam_data.term,
-            psam_ttc=unlock.unlock_ttc,
-            card_class=data.holder.card_type,
-            key_index=psam_data.key_info.key_index,
-        ),
-    )
+    escape = lock_bill(psam, BillType.ESCAPE, data, psam_data, locked, unlock)
     return IssuedCard(image, dict(applet.nvm.cells), escape)
