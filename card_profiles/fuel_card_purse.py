@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 U32_MAX = 0xFFFFFFFF
 KEY_INFO = bytes((layout.KEY_VERSION, layout.ALG_3DES))
-NO_OVERDRAFT = bytes(3)
 
 
 def u32(value: int) -> bytes:
@@ -87,10 +86,10 @@ class Purse:
         require(amount <= balance, SW.INSUFFICIENT_BALANCE)
         rand = card.random(4)
         card.open(Pending.PURCHASE, OpenInit(amount, term, rand, balance, ctc))
-        return u32(balance) + u16(ctc) + self.cells_overdraft() + KEY_INFO + rand
+        return u32(balance) + u16(ctc) + self.overdraft() + KEY_INFO + rand
 
-    def cells_overdraft(self) -> bytes:
-        return self.card.nvm.cells.get("et.overdraft", NO_OVERDRAFT)
+    def overdraft(self) -> bytes:
+        return self.card.nvm.cells["et.overdraft"]
 
     # 80 52: CREDIT FOR LOAD ----------------------------------------------------------------------
     def credit_for_load(self, apdu: CommandApdu) -> bytes:
@@ -162,7 +161,7 @@ class Purse:
             require(offline + 1 < layout.CTC_MAX, SW.COUNTER_AT_MAXIMUM)
             rand = card.random(4)
             card.open(Pending.GREY_LOCK, OpenInit(0, term, rand, balance, offline))
-            return u32(balance) + u16(offline) + self.cells_overdraft() + KEY_INFO + rand
+            return u32(balance) + u16(offline) + self.overdraft() + KEY_INFO + rand
         online = self.counter("et.online_ctc")
         require(online < layout.CTC_MAX, SW.COUNTER_AT_MAXIMUM)
         rand = card.random(4)

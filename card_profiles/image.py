@@ -9,7 +9,7 @@ card and a PSAM. `docs/card-images.md` is the reference; `profiles/*.yaml` are t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
@@ -173,26 +173,51 @@ class CardImage:
         return self.content(hsm).cells()
 
 
-def _issue_keys(doc: _Doc, hsm: Hsm, asn8: bytes | None, issuer8: bytes) -> CardKeys | PsamKeys:
+def _explicit_keys(doc: _Doc, names: tuple[str, ...]) -> dict[str, bytes] | None:
+    """`keys.explicit`, or None when the HSM issues the keys."""
     keys = doc.section("keys")
     explicit = keys.optional_section("explicit")
-    if explicit is not None:
-        names = KEY_NAMES if asn8 is not None else ("mpk", "mtk", "mtmac")
-        values = {name: explicit.hexbytes(name, 16) for name in names}
-        explicit.finish()
-        keys.finish()
-        return CardKeys(**values) if asn8 is not None else PsamKeys(**values)
+    if explicit is None:
+        return None
+    values = {name: explicit.hexbytes(name, 16) for name in names}
+    explicit.finish()
+    keys.finish()  # explicit keys and `issued_by` exclude each other
+    return values
+
+
+def _issued(doc: _Doc, issue: Callable[[str, int], Any]) -> Any:
+    """Keys from the HSM key set named by `keys.issued_by`, via `issue(key_set, levels)`."""
+    keys = doc.section("keys")
     key_set = keys.text("issued_by", "DEV")
     levels = keys.integer("purchase_key_levels", 2, maximum=2)
     keys.finish()
     if levels not in (1, 2):
         raise keys.error("purchase_key_levels", "must be 1 or 2")
     try:
-        if asn8 is None:
-            return hsm.personalise_psam(key_set)
-        return hsm.personalise_card(asn8, issuer8 if levels == 2 else None, key_set)
+        return issue(key_set, levels)
     except FuelsimError as exc:
         raise keys.error("issued_by", str(exc)) from exc
+
+
+def _card_keys(doc: _Doc, hsm: Hsm, asn8: bytes, issuer8: bytes) -> CardKeys:
+    explicit = _explicit_keys(doc, KEY_NAMES)
+    if explicit is not None:
+        return CardKeys(**explicit)
+    keys: CardKeys = _issued(
+        doc,
+        lambda key_set, levels: hsm.personalise_card(
+            asn8, issuer8 if levels == 2 else None, key_set
+        ),
+    )
+    return keys
+
+
+def _psam_keys(doc: _Doc, hsm: Hsm) -> PsamKeys:
+    explicit = _explicit_keys(doc, ("mpk", "mtk", "mtmac"))
+    if explicit is not None:
+        return PsamKeys(**explicit)
+    keys: PsamKeys = _issued(doc, lambda key_set, _: hsm.personalise_psam(key_set))
+    return keys
 
 
 def _user_card(doc: _Doc, hsm: Hsm) -> FuelCardContent:
@@ -211,8 +236,7 @@ def _user_card(doc: _Doc, hsm: Hsm) -> FuelCardContent:
         layout.STORE_FLAG_ON if app.flag("store_flag", False) else layout.STORE_FLAG_OFF,
     )
     app.finish()
-    keys = _issue_keys(doc, hsm, public.asn8, issuer)
-    assert isinstance(keys, CardKeys)
+    keys = _card_keys(doc, hsm, public.asn8, issuer)
 
     holder_doc = doc.section("holder")
     holder = Cardholder(
@@ -255,7 +279,7 @@ def _user_card(doc: _Doc, hsm: Hsm) -> FuelCardContent:
     )
     limits.finish()
 
-    purse = doc.section("purse")
+    purse, loyalty = doc.section("purse"), doc.section("loyalty")
     content = FuelCardContent(
         keys=keys,
         public=public,
@@ -269,9 +293,10 @@ def _user_card(doc: _Doc, hsm: Hsm) -> FuelCardContent:
         block=doc.choice("status", BLOCKS, "active"),
         pin=pin,
         pin_tries=tries,
-        loyalty_balance=doc.section("loyalty").integer("balance", 0),
+        loyalty_balance=loyalty.integer("balance", 0),
     )
     purse.finish()
+    loyalty.finish()
     return content
 
 
@@ -279,7 +304,7 @@ def _psam(doc: _Doc, hsm: Hsm) -> PsamContent:
     psam = doc.section("psam")
     issuer = psam.hexbytes("issuer_id", 8, "10FFFFFFFFFFFFFF")
     content = PsamContent(
-        keys=_issue_keys_psam(doc, hsm),
+        keys=_psam_keys(doc, hsm),
         serial=PsamSerial(psam.hexbytes("serial", 10)),
         term=psam.hexbytes("terminal_id", 6),
         key_info=PsamKeyInfo(
@@ -293,12 +318,6 @@ def _psam(doc: _Doc, hsm: Hsm) -> PsamContent:
     )
     psam.finish()
     return content
-
-
-def _issue_keys_psam(doc: _Doc, hsm: Hsm) -> PsamKeys:
-    keys = _issue_keys(doc, hsm, None, b"")
-    assert isinstance(keys, PsamKeys)
-    return keys
 
 
 def _grey_lock_setup(history: _Doc) -> GreyLockSetup | None:
