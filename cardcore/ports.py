@@ -22,6 +22,8 @@ class Rng(Protocol):
 class CardOS(Protocol):
     """A sans-IO applet: bytes in, bytes out, never raises, never sleeps, never reads the clock."""
 
+    atr: bytes
+
     def power_on(self) -> bytes:
         """Cold reset; returns the ATR."""
         ...
