@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -23,11 +25,13 @@ from hsm_mock.hsm import MockHsm, key_report
 from terminal_sim.bench import run_bench
 from terminal_sim.demo import print_demo, run_demo
 from terminal_sim.issuing import IssuedCard, issue_profile
+from terminal_sim.reader_url import MEMORY_SUFFIX
 from terminal_sim.readers import Exchange, InProcReader, TracingReader
+from terminal_sim.serve import Server, parse_specs
 from terminal_sim.trace_format import bill_rows, describe_exchange
+from terminal_sim.vpcd import VPCD_BASE_PORT
 
 F = TypeVar("F", bound=Callable[..., Any])
-MEMORY_SUFFIX = ".nvm.json"
 
 
 def data_dir() -> Path:
@@ -162,6 +166,50 @@ def card_apdu(target: str, apdus: tuple[str, ...], seed: int) -> None:
     for number, exchange in enumerate(exchanges, 1):
         for line in describe_exchange(number, exchange):
             click.echo(line)
+
+
+@card.command("serve")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--seed", default=1, show_default=True, help="RNG seed of the first card (+1 each).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd listens.")
+@click.option("--base-port", default=VPCD_BASE_PORT, show_default=True, help="vpcd port of slot 0.")
+@click.option("--fresh", is_flag=True, help="Issue the cards again, dropping their saved state.")
+@friendly_errors
+def card_serve(specs: tuple[str, ...], seed: int, host: str, base_port: int, fresh: bool) -> None:
+    """Serve cards into pcscd through vsmartcard-vpcd: SPEC is PROFILE or PROFILE@SLOT.
+
+    Each card keeps its state in a memory file (see `fuelsim card new`). Lines on standard
+    input control the slots: remove N, insert N, reset N, tear N, status, quit. Ctrl-C or
+    SIGTERM stops cleanly.
+    """
+    server = Server(
+        parse_specs(list(specs)),
+        data_dir=data_dir(),
+        hsm=MockHsm(),
+        seed=seed,
+        host=host,
+        base_port=base_port,
+        fresh=fresh,
+        say=click.echo,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def read_commands() -> None:
+        for line in sys.stdin:
+            if not server.command(line):
+                stop.set()
+                return
+
+    server.start()
+    threading.Thread(target=read_commands, name="serve-commands", daemon=True).start()
+    try:
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    click.echo("stopped: every card removed")
 
 
 @main.group()
