@@ -158,6 +158,9 @@ class PcscReader:
         if result != scard.SCARD_S_SUCCESS:
             self._card = None
             _check(result, f"{self.name}: transmit")
+        if len(response) < 2:  # vpcd reports a card that vanished mid-command this way
+            self._card = None
+            raise CardLost(f"{self.name}: the card gave no answer")
         return bytes(response)
 
     def transmit(self, command: bytes) -> bytes:
