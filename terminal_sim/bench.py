@@ -199,7 +199,7 @@ def apdus_per_fuelling(rig: Rig) -> int:
 
 
 def run_bench(
-    seconds: float = 2.0, progress: Callable[[str], None] = lambda _: None
+    seconds: float = 2.0, progress: Callable[[str], None] = lambda _: None, vpcd: bool = True
 ) -> dict[str, float]:
     rig = make_rig()
     rig.station().fuelling()  # warm-up
@@ -210,7 +210,7 @@ def run_bench(
     progress("crypto floor")
     floor, crypto_calls = bench_crypto_floor(rig, seconds)
     apdus = apdus_per_fuelling(rig)
-    return {
+    figures = {
         "apdus_per_s": round(fuellings_per_s * apdus, 1),
         "purchases_per_s": round(purchases_per_s, 1),
         "fuellings_per_s": round(fuellings_per_s, 1),
@@ -220,3 +220,9 @@ def run_bench(
         "apdus_per_fuelling": apdus,
         "crypto_calls_per_fuelling": crypto_calls,
     }
+    if vpcd:
+        from terminal_sim.bench_vpcd import bench_vpcd  # loads pyscard only when asked
+
+        progress("virtual PC/SC reader")
+        figures.update(bench_vpcd(rig, seconds))
+    return figures

@@ -238,9 +238,21 @@ def hsm_keys(key_set: str, files: tuple[Path, ...]) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--seconds", default=2.0, show_default=True, help="Time per measurement.")
-def bench(as_json: bool, seconds: float) -> None:
-    """Measure throughput of the emulated card, PSAM and flows on this machine."""
-    figures = run_bench(seconds, progress=lambda step: click.echo(f"measuring {step}…", err=True))
+@click.option(
+    "--no-vpcd", is_flag=True, help="Skip the virtual PC/SC reader figures (they need pcscd)."
+)
+@friendly_errors
+def bench(as_json: bool, seconds: float, no_vpcd: bool) -> None:
+    """Measure throughput of the emulated card, PSAM and flows on this machine.
+
+    The vpcd_* figures go through pyscard, pcscd and vsmartcard-vpcd (pcscd is started when it
+    is not running and this user may start it).
+    """
+    figures = run_bench(
+        seconds,
+        progress=lambda step: click.echo(f"measuring {step}…", err=True),
+        vpcd=not no_vpcd,
+    )
     if as_json:
         click.echo(json.dumps(figures))
         return

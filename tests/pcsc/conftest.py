@@ -3,9 +3,6 @@ served into its slots. Nothing here skips: without pcscd and vpcd these tests fa
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -16,46 +13,24 @@ from card_profiles.fuel_card import FuelCard
 from card_profiles.psam import Psam
 from cardcore.clockrng import SeededRng
 from terminal_sim.issuing import IssuedCard
-from terminal_sim.pcsc_reader import PcscContext, PcscError, PcscReader
+from terminal_sim.pcsc_reader import PcscContext, PcscReader
+from terminal_sim.pcscd import VPCD_READERS, PcscdUnavailable, ensure_pcscd, stop_pcscd
 from terminal_sim.vpcd import VirtualSlot
 
-SLOT_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
-
-
-def _vpcd_readers() -> list[str]:
-    try:
-        context = PcscContext()
-    except PcscError:
-        return []
-    try:
-        return [name for name in context.readers() if name in SLOT_READERS]
-    finally:
-        context.close()
+SLOT_READERS = VPCD_READERS
 
 
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[PcscContext]:
     """pcscd with both vpcd slots; started here when it is not running already."""
-    started = None
-    if len(_vpcd_readers()) < 2:
-        binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-        started = subprocess.Popen(
-            [binary, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 15
-        while len(_vpcd_readers()) < 2:
-            if started.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "pcscd with the vsmartcard-vpcd readers is required for the PC/SC tests "
-                    "(apt-get install pcscd vsmartcard-vpcd; ./quickstart.sh installs them)"
-                )
-            time.sleep(0.1)
+    try:
+        started = ensure_pcscd()
+    except PcscdUnavailable as exc:
+        pytest.fail(str(exc))
     context = PcscContext()
     yield context
     context.close()
-    if started is not None:
-        started.terminate()
-        started.wait(timeout=10)
+    stop_pcscd(started)
 
 
 @contextmanager
