@@ -8,12 +8,20 @@ from hsm_mock.errors import (
     HsmError,
     HsmInputError,
     KcvMismatch,
+    KeyMapError,
     KeySetExists,
     KeySetFormatError,
     LmkError,
     UnknownKeySet,
 )
 from hsm_mock.hsm import DEFAULT_KEY_SET, MockHsm, key_report
+from hsm_mock.keymap import (
+    KEYMAP_FORMAT,
+    KeyMap,
+    hsm_from_key_map,
+    load_key_map,
+    parse_key_map,
+)
 from hsm_mock.keyset_file import (
     FORMAT,
     KeySet,
@@ -27,9 +35,12 @@ from hsm_mock.lmk import Lmk
 __all__ = [
     "DEFAULT_KEY_SET",
     "FORMAT",
+    "KEYMAP_FORMAT",
     "HsmError",
     "HsmInputError",
     "KcvMismatch",
+    "KeyMap",
+    "KeyMapError",
     "KeySet",
     "KeySetExists",
     "KeySetFormatError",
@@ -40,8 +51,11 @@ __all__ = [
     "MockHsm",
     "UnknownKeySet",
     "WrappedKeySet",
+    "hsm_from_key_map",
     "key_report",
+    "load_key_map",
     "load_key_set_file",
     "load_shipped_key_set",
+    "parse_key_map",
     "parse_key_set",
 ]

@@ -61,3 +61,9 @@ class HsmInputError(HsmError, ValueError):
     """A request field with the wrong size or range (a caller bug, not a bad MAC)."""
 
     title = "invalid HSM request"
+
+
+class KeyMapError(HsmError, ValueError):
+    """A key-map file (`fuelsim.keymap/1`) that does not validate: says where and what."""
+
+    title = "invalid key map"
