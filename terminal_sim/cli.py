@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -19,9 +20,11 @@ from card_profiles.emulator import make_applet
 from card_profiles.image import load_image, shipped_profiles
 from card_profiles.inspect import describe
 from card_profiles.nvm import FileBackend, MemoryBackend, NvmBackend
+from cardcore.bcd import card_number_to_asn
 from cardcore.clockrng import SeededRng
 from cardcore.errors import FuelsimError
 from hsm_mock.hsm import MockHsm, key_report
+from hsm_mock.keymap import KeyMap, hsm_from_key_map, load_key_map
 from terminal_sim.bench import run_bench
 from terminal_sim.demo import print_demo, run_demo
 from terminal_sim.issuing import IssuedCard, issue_profile
@@ -64,10 +67,39 @@ def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         click.echo("")
 
 
+@dataclass
+class Settings:
+    """What the top-level options set for every command."""
+
+    key_map: Path | None = None
+    _hsm: MockHsm | None = None
+
+    def hsm(self) -> MockHsm:
+        """The HSM: DEV, plus the key sets of the key map when one is given."""
+        if self._hsm is None:
+            self._hsm = hsm_from_key_map(self.key_map)[0] if self.key_map else MockHsm()
+        return self._hsm
+
+    def key_map_or_dev(self) -> KeyMap:
+        return load_key_map(self.key_map) if self.key_map else KeyMap()
+
+
+def settings() -> Settings:
+    return click.get_current_context().ensure_object(Settings)
+
+
 @click.group()
 @click.version_option(package_name="fuelsim")
-def main() -> None:
+@click.option(
+    "--key-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FUELSIM_KEY_MAP",
+    help="Lab key map (fuelsim.keymap/1): the key sets it lists join DEV in the HSM.",
+)
+@click.pass_context
+def main(ctx: click.Context, key_map: Path | None) -> None:
     """fuelsim: emulated fuel cards, PSAMs, terminals and host for fuel retail."""
+    ctx.obj = Settings(key_map)
 
 
 @main.command()
@@ -104,7 +136,7 @@ def open_target(target: str) -> tuple[NvmBackend, IssuedCard | None]:
     """A memory file (…nvm.json) is used in place; a profile is issued into memory."""
     if target.endswith(MEMORY_SUFFIX):
         return FileBackend(Path(target)), None
-    issued = issue_profile(target, MockHsm())
+    issued = issue_profile(target, settings().hsm())
     return MemoryBackend(issued.cells), issued
 
 
@@ -127,7 +159,7 @@ def card_show(target: str) -> None:
 @friendly_errors
 def card_new(profile: str, out: Path | None, force: bool) -> None:
     """Issue PROFILE into a persistent memory file that `card apdu` and `card show` can use."""
-    issued = issue_profile(profile, MockHsm())
+    issued = issue_profile(profile, settings().hsm())
     path = out or data_dir() / "cards" / f"{issued.image.name}{MEMORY_SUFFIX}"
     if not path.name.endswith(MEMORY_SUFFIX):
         raise click.BadParameter(
@@ -185,7 +217,7 @@ def card_serve(specs: tuple[str, ...], seed: int, host: str, base_port: int, fre
     server = Server(
         parse_specs(list(specs)),
         data_dir=data_dir(),
-        hsm=MockHsm(),
+        hsm=settings().hsm(),
         seed=seed,
         host=host,
         base_port=base_port,
@@ -229,10 +261,24 @@ def hsm() -> None:
 @friendly_errors
 def hsm_keys(key_set: str, files: tuple[Path, ...]) -> None:
     """Master key labels and check values (keys never leave the HSM)."""
-    device = MockHsm.with_key_set_files(files) if files else MockHsm()
+    device = MockHsm.with_key_set_files(files) if files else settings().hsm()
     click.echo(f"key set {key_set}")
     for label, kcv in key_report(device, key_set):
         click.echo(f"  {label:<6} KCV {kcv}")
+
+
+@hsm.command("which")
+@click.argument("asn")
+@click.option("--issuer", help="Issuer id (16 hex digits), for maps that use it.")
+@friendly_errors
+def hsm_which(asn: str, issuer: str | None) -> None:
+    """The key set the key map gives a card: ASN is 20 hex digits (or a 19-digit card number)."""
+    try:
+        raw = card_number_to_asn(asn) if len(asn) == 19 else bytes.fromhex(asn)
+        issuer_id = bytes.fromhex(issuer) if issuer else None
+    except ValueError:
+        raise click.BadParameter("ASN and issuer are hex (or a 19-digit card number)") from None
+    click.echo(settings().key_map_or_dev().key_set_for(asn=raw, issuer=issuer_id))
 
 
 @main.command()

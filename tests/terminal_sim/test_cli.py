@@ -155,3 +155,53 @@ def test_console_script_runs_the_demo() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Bill" in done.stdout
+
+
+def write_lab(tmp_path: Path) -> Path:
+    """A lab key set LAB1 and a key map that gives it to card ...0002 (the `normal` card)."""
+    from cardcore.crypto import kcv
+    from cardcore.keys import MASTER_KEY_LABELS
+
+    keys = {
+        label: {"value": f"{i:02X}" * 8 + f"{i + 16:02X}" * 8}
+        for i, label in enumerate(MASTER_KEY_LABELS, 1)
+    }
+    for entry in keys.values():
+        entry["kcv"] = kcv(bytes.fromhex(entry["value"])).hex().upper()
+    (tmp_path / "lab.json").write_text(
+        json.dumps({"format": "fuelsim.keyset/1", "name": "LAB1", "keys": keys})
+    )
+    key_map = tmp_path / "keymap.json"
+    key_map.write_text(
+        json.dumps(
+            {
+                "format": "fuelsim.keymap/1",
+                "key_set_files": ["lab.json"],
+                "by_asn": {"01000114400000000002": "LAB1"},
+            }
+        )
+    )
+    return key_map
+
+
+def test_key_map_brings_lab_key_sets_to_every_command(runner: CliRunner, tmp_path: Path) -> None:
+    key_map = write_lab(tmp_path)
+    which = runner.invoke(main, ["--key-map", str(key_map), "hsm", "which", "1000114400000000002"])
+    assert which.output.strip() == "LAB1"
+    other = runner.invoke(main, ["--key-map", str(key_map), "hsm", "which", "1000114400000000003"])
+    assert other.output.strip() == "DEV"
+    keys = runner.invoke(main, ["--key-map", str(key_map), "hsm", "keys", "--key-set", "LAB1"])
+    assert keys.exit_code == 0 and "MPK    KCV" in keys.output
+    lab_image = tmp_path / "lab-card.yaml"
+    normal = Path(__file__).parents[2] / "card_profiles" / "profiles" / "normal.yaml"
+    lab_image.write_text(normal.read_text().replace("issued_by: DEV", "issued_by: LAB1"))
+    dev_card = runner.invoke(main, ["card", "show", "normal"])
+    lab_card = runner.invoke(main, ["--key-map", str(key_map), "card", "show", str(lab_image)])
+    assert lab_card.exit_code == 0, lab_card.output
+
+    def dpk(output: str) -> str:
+        return next(line for line in output.splitlines() if line.strip().startswith("DPK"))
+
+    assert dpk(lab_card.output) != dpk(dev_card.output)
+    without_map = runner.invoke(main, ["card", "show", str(lab_image)])
+    assert without_map.exit_code == 1 and "LAB1" in without_map.output
