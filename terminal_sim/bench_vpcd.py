@@ -55,8 +55,9 @@ def bench_vpcd(rig: Rig, seconds: float) -> dict[str, float]:
         card_reader.disconnect()
         psam_reader.disconnect()
     finally:
-        for slot in slots:
+        for number, slot in enumerate(slots):
             slot.remove()
+            context.wait_for(VPCD_READERS[number], False, timeout=10)  # leave the slots empty
         context.close()
         stop_pcscd(started)
     return {

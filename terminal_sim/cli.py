@@ -7,12 +7,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
@@ -22,10 +18,10 @@ from card_profiles.inspect import describe
 from card_profiles.nvm import FileBackend, MemoryBackend, NvmBackend
 from cardcore.bcd import card_number_to_asn
 from cardcore.clockrng import SeededRng
-from cardcore.errors import FuelsimError
 from hsm_mock.hsm import MockHsm, key_report
-from hsm_mock.keymap import KeyMap, hsm_from_key_map, load_key_map
 from terminal_sim.bench import run_bench
+from terminal_sim.cli_support import Settings, friendly_errors, settings
+from terminal_sim.cli_trace import trace
 from terminal_sim.demo import print_demo, run_demo
 from terminal_sim.issuing import IssuedCard, issue_profile
 from terminal_sim.reader_url import MEMORY_SUFFIX
@@ -33,8 +29,6 @@ from terminal_sim.readers import Exchange, InProcReader, TracingReader
 from terminal_sim.serve import Server, parse_specs
 from terminal_sim.trace_format import bill_rows, describe_exchange
 from terminal_sim.vpcd import VPCD_BASE_PORT
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def data_dir() -> Path:
@@ -46,46 +40,12 @@ def data_dir() -> Path:
     return Path(base) / "fuelsim"
 
 
-def friendly_errors(command: F) -> F:
-    """Turn fuelsim's own errors into a one-line message and exit status 1."""
-
-    @wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except FuelsimError as exc:
-            raise click.ClickException(f"{exc.title}: {exc}") from exc
-
-    return run  # type: ignore[return-value]
-
-
 def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
     for title, rows in sections:
         click.echo(title)
         for label, value in rows:
             click.echo(f"  {label:<18} {value}")
         click.echo("")
-
-
-@dataclass
-class Settings:
-    """What the top-level options set for every command."""
-
-    key_map: Path | None = None
-    _hsm: MockHsm | None = None
-
-    def hsm(self) -> MockHsm:
-        """The HSM: DEV, plus the key sets of the key map when one is given."""
-        if self._hsm is None:
-            self._hsm = hsm_from_key_map(self.key_map)[0] if self.key_map else MockHsm()
-        return self._hsm
-
-    def key_map_or_dev(self) -> KeyMap:
-        return load_key_map(self.key_map) if self.key_map else KeyMap()
-
-
-def settings() -> Settings:
-    return click.get_current_context().ensure_object(Settings)
 
 
 @click.group()
@@ -305,6 +265,9 @@ def bench(as_json: bool, seconds: float, no_vpcd: bool) -> None:
     width = max(map(len, figures))
     for key, value in figures.items():
         click.echo(f"{key:<{width}}  {value:>12,}")
+
+
+main.add_command(trace)
 
 
 if __name__ == "__main__":  # pragma: no cover
