@@ -99,7 +99,7 @@ RULES: dict[Cmd, Rule] = {
     Cmd.GREY_LOCK: Rule(ET, pin=True, value=True, needs=Pending.GREY_LOCK),
     Cmd.DEBIT_FOR_UNLOCK: Rule(
         ET,
-        pin=True,
+        pin=False,  # the lock was authorised by the PIN; GMAC authorises this
         value=True,
         lock={
             LockStatus.FREE: SW.CONDITIONS_NOT_SATISFIED,

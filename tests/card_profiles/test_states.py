@@ -41,18 +41,20 @@ RUN_IN_EITHER_PURSE = {Cmd.READ_BINARY, Cmd.GET_BALANCE}
 # What a blocked ET still answers: selection (to say it is blocked) and the issuer's unblock,
 # which needs a fresh challenge for its MAC.
 RUN_WHILE_BLOCKED = {Cmd.SELECT, Cmd.GET_CHALLENGE, Cmd.APPLICATION_UNBLOCK}
-# "Value commands on the ET purse need a successful VERIFY in the current session."
-VALUE = {
+# "Value commands on the ET purse need a successful VERIFY in the current session", except DEBIT
+# FOR UNLOCK: it completes a lock the PIN already authorised (docs/spec-decisions.md).
+NEEDS_PIN = {
     Cmd.INITIALIZE_FOR_LOAD,
     Cmd.CREDIT_FOR_LOAD,
     Cmd.INITIALIZE_FOR_PURCHASE,
     Cmd.DEBIT_FOR_PURCHASE,
     Cmd.INITIALIZE_FOR_GREY_LOCK,
     Cmd.GREY_LOCK,
-    Cmd.DEBIT_FOR_UNLOCK,
     Cmd.INITIALIZE_FOR_ONLINE_UNLOCK,
     Cmd.ONLINE_UNLOCK,
 }
+# Value commands use up any open INITIALIZE, even when refused.
+VALUE = NEEDS_PIN | {Cmd.DEBIT_FOR_UNLOCK}
 # "A DEBIT/CREDIT/GREY LOCK/UNLOCK without its INITIALIZE just before it → 6985."
 FOLLOWS = {
     Cmd.CREDIT_FOR_LOAD: Pending.LOAD,
@@ -76,7 +78,7 @@ def expected_card(
         return NOT_SATISFIED
     if app is App.ET and block is not AppBlock.ACTIVE and command not in RUN_WHILE_BLOCKED:
         return 0x6A81 if block is AppBlock.TEMPORARY else 0x9303
-    if command in VALUE and not pin_ok:
+    if command in NEEDS_PIN and not pin_ok:
         return NEED_PIN
     if command in FOLLOWS and pending is not FOLLOWS[command]:
         return NOT_SATISFIED

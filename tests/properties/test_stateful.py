@@ -533,7 +533,7 @@ class FuelMachine(RuleBasedStateMachine):
         apdu = cmd.debit_for_unlock(bill.amount, lock.ctc + 1, lock.term, bill.unlock_ttc, dt, gmac)
         got = self.card_x(apdu)
         refuse = {LockStatus.FREE: 0x6985, LockStatus.TAC_UNREAD: 0x6985}
-        sw = self.gate(refuse=refuse)
+        sw = self.gate(pin=False, refuse=refuse)  # the lock was authorised by the PIN
         if sw == OK and tamper:
             sw = 0x9302
         tac = self.expect(got, sw, "DEBIT FOR UNLOCK")

@@ -1,0 +1,529 @@
+"""A dispenser with card-machine linkage: nozzles, presets, fuelling in ticks, grey lock, bills.
+
+The card is inserted and checked (dates, blacklist, PIN, lock status, EF1C restrictions), the
+nozzle is preset by amount or litres, lifting it grey-locks the purse, each `tick()` delivers
+fuel, and hanging up debits the card and stores the bill. A card pulled while the nozzle is
+open leaves an escape bill at hang-up; the station's dispensers share their escape bills, so
+the card is re-debited (补扣) when it comes back to any of them. Every step is journaled first
+(`journal.py`), so `recover()` can finish a transaction after a crash or power loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cardcore import commands as cmd
+from cardcore import layout
+from cardcore.bcd import bcd_dt
+from cardcore.errors import FuelsimError
+from cardcore.layout import CardType, LockStatus, TxType
+from cardcore.ports import Clock, Reader
+from cardcore.records import (
+    NO_LIMIT,
+    Bill,
+    Cardholder,
+    EtGeneralInfo,
+    LockRecord,
+    PublicAppData,
+    Restrictions,
+    TxLogEntry,
+)
+from terminal_sim.channel import CardRefused, Channel
+from terminal_sim.events import BILL, MESSAGE, STATE, TICK, Event, EventBus
+from terminal_sim.fuelling import (
+    BillType,
+    CardData,
+    GreyLock,
+    PsamData,
+    Sale,
+    UnlockAnswer,
+    check_card,
+    lock,
+    lock_bill,
+    lock_status,
+    make_bill,
+    read_card,
+    read_psam,
+    unlock_answer,
+)
+from terminal_sim.journal import Journal, JournalEntry
+from terminal_sim.readers import CardLost
+
+FUELLING_CARD_TYPES = {CardType.USER, CardType.STAFF, CardType.PUMP_TEST}
+
+
+class DispenserRefused(FuelsimError):
+    title = "refused at the pump"
+
+
+class State(Enum):
+    IDLE = "idle"
+    CARD_READY = "card ready"
+    FUELLING = "fuelling"
+
+
+@dataclass(frozen=True)
+class Grade:
+    code: int
+    name: str
+    price: int  # fen per litre
+
+
+@dataclass
+class Preset:
+    nozzle: int
+    amount: int | None = None  # fen
+    volume: int | None = None  # 0.01 L
+
+
+@dataclass
+class Fuelling:
+    """The transaction in progress at the nozzle."""
+
+    txn: int
+    nozzle: int
+    grade: Grade
+    card: CardData
+    locked: GreyLock
+    limit_volume: int  # 0.01 L the preset and the balance allow
+    volume: int = 0
+    card_lost: bool = False
+
+    @property
+    def amount(self) -> int:
+        return Sale(self.nozzle, self.grade.code, self.grade.price, self.volume).amount
+
+
+@dataclass
+class StationBills:
+    """Escape bills of a station, by (ASN, lock CTC): any of its pumps can re-debit them."""
+
+    escape: dict[tuple[bytes, int], Bill] = field(default_factory=dict)
+
+
+class Dispenser:
+    def __init__(
+        self,
+        name: str,
+        card: Reader,
+        psam: Reader,
+        nozzles: dict[int, Grade],
+        *,
+        bus: EventBus,
+        clock: Clock,
+        journal: Journal,
+        station: StationBills | None = None,
+        blacklist: frozenset[bytes] = frozenset(),
+        flow_per_tick: int = 50,  # 0.50 L per tick
+    ) -> None:
+        self.name = name
+        self.card_reader = card
+        self.card = Channel(card)
+        self.psam_reader = psam
+        self.psam = Channel(psam)
+        self.nozzles = nozzles
+        self.bus = bus
+        self.clock = clock
+        self.journal = journal
+        self.station = station or StationBills()
+        self.blacklist = blacklist
+        self.flow_per_tick = flow_per_tick
+        self.state = State.IDLE
+        self.card_data: CardData | None = None
+        self.balance = 0
+        self.fuelling: Fuelling | None = None
+        self.bill_ttc = 0
+        self.bills: list[Bill] = []
+        self.psam_data: PsamData | None = None
+
+    # Display and state -----------------------------------------------------------------------
+    def show(self, text: str) -> None:
+        self.bus.publish(Event(MESSAGE, self.name, {"text": text}))
+
+    def refuse(self, text: str) -> DispenserRefused:
+        self.show(text)
+        return DispenserRefused(text)
+
+    def enter(self, state: State) -> None:
+        self.state = state
+        self.bus.publish(Event(STATE, self.name, {"state": state.value}))
+
+    def start(self) -> PsamData:
+        """Power the PSAM and read it once, as the pump does when it starts."""
+        self.psam_reader.connect()
+        self.psam_data = read_psam(self.psam)
+        self.show("insert card")
+        return self.psam_data
+
+    @property
+    def term(self) -> bytes:
+        if self.psam_data is None:
+            raise FuelsimError(f"{self.name}: start the dispenser first")
+        return self.psam_data.term
+
+    # Card insertion --------------------------------------------------------------------------
+    def insert_card(self, pin: str) -> CardData:
+        """Read and check the card, verify the PIN, settle an old lock; the pump is then ready."""
+        now = self.clock.now()
+        self.card_reader.connect()
+        try:
+            data = read_card(self.card)
+        except CardRefused as refused:
+            if refused.sw in (0x6A81, 0x9303):
+                raise self.refuse("card blocked: take it to an issuing office") from None
+            raise
+        if data.public.asn in self.blacklist:
+            raise self.refuse("card blacklisted: keep the card and call the office")
+        try:
+            check_card(data, now)
+        except FuelsimError as exc:
+            raise self.refuse(str(exc)) from None
+        if data.holder.card_type not in FUELLING_CARD_TYPES:
+            raise self.refuse("this card type cannot buy fuel")
+        answer = self.card.exchange(cmd.verify(pin))
+        if answer.sw == 0x6983:
+            raise self.refuse("PIN blocked: reload it at an issuing office")
+        if answer.sw & 0xFFF0 == 0x63C0:
+            raise self.refuse(f"wrong PIN, {answer.sw & 0x0F} tries left")
+        if not answer.ok:
+            raise CardRefused(self.card_reader.name, "VERIFY", answer.sw)
+        self.settle_lock(data)
+        self.balance = int.from_bytes(self.card.send(cmd.get_balance()), "big")
+        self.card_data = data
+        self.enter(State.CARD_READY)
+        self.show(f"balance {self.balance / 100:.2f}; choose a nozzle")
+        if data.restrictions.plate:
+            self.show(f"vehicle {data.restrictions.plate} only")
+        return data
+
+    def settle_lock(self, data: CardData) -> None:
+        """Status 01: re-debit from this station's escape bill, else refuse. Status 10: clear."""
+        record = lock_status(self.card)
+        if record.status == LockStatus.TAC_UNREAD:
+            self.card.send(cmd.clear_tac_unread())
+        if record.status != LockStatus.GREY:
+            return
+        bill = self.station.escape.get((data.public.asn, record.ctc))
+        if bill is None:
+            raise self.refuse("card grey-locked elsewhere: unlock at an issuing office")
+        self.redebit(data, bill)
+
+    def redebit(self, data: CardData, escape: Bill) -> Bill:
+        """补扣: DEBIT FOR UNLOCK with the escape bill's amount, CTC + 1, term, TTC and GMAC."""
+        dt = bcd_dt(self.clock.now())
+        tac = self.card.send(
+            cmd.debit_for_unlock(
+                escape.amount, escape.ctc + 1, escape.term, escape.psam_ttc, dt, escape.gmac
+            )
+        )
+        self.card.send(cmd.clear_tac_unread())
+        del self.station.escape[(data.public.asn, escape.ctc)]
+        self.show(f"re-debited {escape.amount / 100:.2f} from an earlier fuelling")
+        bill = make_bill(
+            self.psam,
+            Bill(
+                bill_ttc=self.next_bill_ttc(),
+                tx_type=BillType.REDEBIT,
+                dt=dt,
+                asn=escape.asn,
+                balance_after=escape.balance_after,
+                amount=escape.amount,
+                ctc=escape.ctc + 1,
+                tac=tac,
+                gmac=escape.gmac,
+                psam_tac=escape.psam_tac,
+                psam_asn=escape.psam_asn,
+                term=escape.term,
+                psam_ttc=escape.psam_ttc,
+                card_class=escape.card_class,
+                key_index=escape.key_index,
+                nozzle=escape.nozzle,
+                grade=escape.grade,
+                volume=escape.volume,
+                price=escape.price,
+            ),
+        )
+        return self.store_bill(bill)
+
+    # Preset and restrictions -----------------------------------------------------------------
+    def preset(self, preset: Preset) -> int:
+        """Check the preset against the balance and EF1C; returns the volume limit (0.01 L)."""
+        data = self.ready_card()
+        grade = self.nozzles.get(preset.nozzle)
+        if grade is None:
+            raise self.refuse(f"no nozzle {preset.nozzle}")
+        limits = data.restrictions
+        if limits.product != NO_LIMIT and limits.product != grade.code:
+            raise self.refuse(f"this card may only buy product {limits.product:04X}")
+        volume = self.balance * 100 // grade.price
+        if preset.amount is not None:
+            volume = min(volume, preset.amount * 100 // grade.price)
+        if preset.volume is not None:
+            volume = min(volume, preset.volume)
+        if limits.max_litres_per_fill != NO_LIMIT:
+            volume = min(volume, limits.max_litres_per_fill * 100)
+        fills, spent = self.today(data)
+        if limits.max_fills_per_day != NO_LIMIT and fills >= limits.max_fills_per_day:
+            raise self.refuse(f"daily limit reached: {fills} fills today")
+        if limits.max_amount_per_day != NO_LIMIT:
+            left = limits.max_amount_per_day - spent
+            if left <= 0:
+                raise self.refuse(f"daily limit reached: {spent / 100:.2f} spent today")
+            volume = min(volume, left * 100 // grade.price)
+        if volume <= 0:
+            raise self.refuse("balance too low for this grade")
+        return volume
+
+    def today(self, data: CardData) -> tuple[int, int]:
+        """Fills and fen spent today, from the card's log (EF18)."""
+        day = bcd_dt(self.clock.now())[:4]
+        fills = spent = 0
+        for number in range(1, layout.EF18_RECORDS + 1):
+            answer = self.card.exchange(cmd.read_record(layout.SFI_EF18, number))
+            if not answer.ok:
+                break
+            entry = TxLogEntry.from_bytes(answer.data)
+            if entry.dt[:4] == day and entry.tx_type in (
+                TxType.DEBIT_FOR_UNLOCK,
+                TxType.ED_PURCHASE,
+            ):
+                fills += entry.tx_type == TxType.DEBIT_FOR_UNLOCK
+                spent += entry.amount
+        return fills, spent
+
+    def ready_card(self) -> CardData:
+        if self.state is not State.CARD_READY or self.card_data is None:
+            raise self.refuse("insert a card first")
+        return self.card_data
+
+    # Fuelling --------------------------------------------------------------------------------
+    def lift_nozzle(self, preset: Preset) -> Fuelling:
+        """Grey-lock the card (journaled first) and open the nozzle."""
+        limit = self.preset(preset)
+        data = self.ready_card()
+        grade = self.nozzles[preset.nozzle]
+        now = self.clock.now()
+        txn = self.journal.begin(
+            "fuelling",
+            self.name,
+            now.isoformat(),
+            asn=data.public.asn,
+            nozzle=preset.nozzle,
+            ef15=data.public.to_bytes(),
+            ef16=data.holder.to_bytes(),
+            ef1b=data.general.to_bytes(),
+            ef1c=data.restrictions.to_bytes(),
+        )
+        locked = lock(self.card, self.psam, data, self.term, now)
+        self.journal.step(txn, "locked", **_lock_fields(locked))
+        self.fuelling = Fuelling(txn, preset.nozzle, grade, data, locked, limit)
+        self.enter(State.FUELLING)
+        self.show(f"fuelling {grade.name}")
+        return self.fuelling
+
+    def tick(self, ticks: int = 1) -> int:
+        """Deliver fuel; returns the volume so far (0.01 L). Stops at the preset."""
+        fuelling = self.current()
+        for _ in range(ticks):
+            fuelling.volume = min(fuelling.limit_volume, fuelling.volume + self.flow_per_tick)
+            self.bus.publish(
+                Event(
+                    TICK,
+                    self.name,
+                    {
+                        "nozzle": fuelling.nozzle,
+                        "volume": fuelling.volume,
+                        "amount": fuelling.amount,
+                    },
+                )
+            )
+        self.journal.step(fuelling.txn, "delivered", volume=fuelling.volume)
+        return fuelling.volume
+
+    def pull_card(self) -> None:
+        """The card leaves the reader: mid-fuelling it stays grey and the pump keeps going."""
+        if self.fuelling is not None:
+            self.fuelling.card_lost = True
+            self.show("card removed: fuelling continues, the sale will be re-debited")
+        self.card_reader.disconnect()
+
+    def current(self) -> Fuelling:
+        if self.fuelling is None:
+            raise self.refuse("no fuelling in progress")
+        return self.fuelling
+
+    def hang_up(self) -> Bill:
+        """Nozzle back: GMAC from the PSAM, debit the card (or keep an escape bill), bill."""
+        fuelling = self.current()
+        sale = Sale(fuelling.nozzle, fuelling.grade.code, fuelling.grade.price, fuelling.volume)
+        self.journal.step(fuelling.txn, "delivered", volume=fuelling.volume)
+        unlock = unlock_answer(self.psam, fuelling.card.public.asn8, fuelling.locked, sale.amount)
+        self.journal.step(fuelling.txn, "unlock", **_unlock_fields(unlock))
+        bill = self.finish(
+            fuelling.txn, fuelling.card, fuelling.locked, unlock, sale, fuelling.card_lost
+        )
+        self.fuelling = None
+        self.card_data = None
+        self.enter(State.IDLE)
+        return bill
+
+    def finish(
+        self,
+        txn: int,
+        data: CardData,
+        locked: GreyLock,
+        unlock: UnlockAnswer,
+        sale: Sale,
+        card_lost: bool,
+    ) -> Bill:
+        if not card_lost:
+            try:
+                tac = self.card.send(
+                    cmd.debit_for_unlock(
+                        unlock.amount,
+                        locked.lock_ctc + 1,
+                        locked.term,
+                        unlock.unlock_ttc,
+                        bcd_dt(self.clock.now()),
+                        unlock.gmac,
+                    )
+                )
+            except CardLost:
+                card_lost = True
+            else:
+                return self.debited(txn, data, locked, unlock, sale, tac)
+        return self.escaped(txn, data, locked, unlock, sale)
+
+    def debited(
+        self,
+        txn: int,
+        data: CardData,
+        locked: GreyLock,
+        unlock: UnlockAnswer,
+        sale: Sale,
+        tac: bytes,
+        dt: bytes | None = None,
+    ) -> Bill:
+        record = LockRecord.from_bytes(self.card.send(cmd.get_lock_proof()))
+        dt = dt or record.dt
+        self.journal.step(txn, "debited", tac=tac, dt=dt)
+        self.card.send(cmd.clear_tac_unread())
+        bill = lock_bill(
+            self.psam,
+            BillType.FUELLING,
+            data,
+            self.psam_data_or_fail(),
+            locked,
+            unlock,
+            sale=sale,
+            dt=dt,
+            tac=tac,
+            bill_ttc=self.next_bill_ttc(),
+        )
+        self.journal.step(txn, "done", bill=bill.to_bytes())
+        self.show(f"paid {sale.amount / 100:.2f}; balance {bill.balance_after / 100:.2f}")
+        return self.store_bill(bill)
+
+    def escaped(
+        self, txn: int, data: CardData, locked: GreyLock, unlock: UnlockAnswer, sale: Sale
+    ) -> Bill:
+        bill = lock_bill(
+            self.psam,
+            BillType.ESCAPE,
+            data,
+            self.psam_data_or_fail(),
+            locked,
+            unlock,
+            sale=sale,
+            bill_ttc=self.next_bill_ttc(),
+        )
+        self.station.escape[(data.public.asn, locked.lock_ctc)] = bill
+        self.journal.step(txn, "done", bill=bill.to_bytes(), escape=True)
+        self.show(f"escape bill {sale.amount / 100:.2f} kept: re-insert the card at this station")
+        return self.store_bill(bill)
+
+    def psam_data_or_fail(self) -> PsamData:
+        if self.psam_data is None:
+            raise FuelsimError(f"{self.name}: start the dispenser first")
+        return self.psam_data
+
+    def next_bill_ttc(self) -> int:
+        self.bill_ttc += 1
+        return self.bill_ttc
+
+    def store_bill(self, bill: Bill) -> Bill:
+        self.bills.append(bill)
+        self.bus.publish(Event(BILL, self.name, {"bill": bill}))
+        return bill
+
+    # Recovery --------------------------------------------------------------------------------
+    @staticmethod
+    def card_data_from(entry: JournalEntry) -> CardData:
+        """The card as read at insertion, from the journal (the card itself may be gone)."""
+        begin = entry.data("begin") or {}
+        return CardData(
+            PublicAppData.from_bytes(begin["ef15"]),
+            Cardholder.from_bytes(begin["ef16"]),
+            EtGeneralInfo.from_bytes(begin["ef1b"]),
+            Restrictions.from_bytes(begin["ef1c"]),
+        )
+
+    def recover(self) -> list[Bill]:
+        """Finish every journaled fuelling of this pump after a crash or power loss."""
+        bills = []
+        for entry in self.journal.unfinished(self.name):
+            bills.append(self.recover_one(entry))
+        return bills
+
+    def recover_one(self, entry: JournalEntry) -> Bill:
+        locked_data = entry.data("locked")
+        if locked_data is None:  # the lock never completed here: nothing to finish
+            self.journal.step(entry.txn, "done", aborted=True)
+            raise self.refuse("the interrupted fuelling never locked the card")
+        locked = GreyLock(**locked_data)
+        volume = max((d["volume"] for n, d in entry.steps if n == "delivered"), default=0)
+        begin = entry.data("begin") or {}
+        grade = self.nozzles[int(begin["nozzle"])]
+        sale = Sale(int(begin["nozzle"]), grade.code, grade.price, volume)
+        asn = begin["asn"]
+        unlock_data = entry.data("unlock")
+        unlock = (
+            UnlockAnswer(**unlock_data)
+            if unlock_data is not None
+            else unlock_answer(self.psam, asn[2:], locked, sale.amount)
+        )
+        self.journal.step(entry.txn, "unlock", **_unlock_fields(unlock))
+        try:
+            self.card_reader.connect()
+            data = read_card(self.card)
+        except CardLost:  # the card is gone: keep an escape bill for the delivered fuel
+            return self.escaped(entry.txn, self.card_data_from(entry), locked, unlock, sale)
+        record = lock_status(self.card)
+        if record.status == LockStatus.GREY and record.ctc == locked.lock_ctc:
+            return self.finish(entry.txn, data, locked, unlock, sale, card_lost=False)
+        if record.tx_type == TxType.DEBIT_FOR_UNLOCK and record.ctc == locked.lock_ctc + 1:
+            # The debit happened; its answer was lost. The lock record holds the TAC.
+            return self.debited(entry.txn, data, locked, unlock, sale, record.tac, record.dt)
+        raise self.refuse("the card does not match the interrupted fuelling")
+
+
+def _lock_fields(locked: GreyLock) -> dict[str, object]:
+    return {
+        "lock_ctc": locked.lock_ctc,
+        "lock_ttc": locked.lock_ttc,
+        "balance": locked.balance,
+        "term": locked.term,
+        "dt": locked.dt,
+        "mac2": locked.mac2,
+        "gtac": locked.gtac,
+    }
+
+
+def _unlock_fields(unlock: UnlockAnswer) -> dict[str, object]:
+    return {
+        "amount": unlock.amount,
+        "gmac": unlock.gmac,
+        "psam_tac": unlock.psam_tac,
+        "unlock_ttc": unlock.unlock_ttc,
+    }
