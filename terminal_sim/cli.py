@@ -20,6 +20,7 @@ from cardcore.bcd import card_number_to_asn
 from cardcore.clockrng import SeededRng
 from hsm_mock.hsm import MockHsm, key_report
 from terminal_sim.bench import run_bench
+from terminal_sim.cli_run import run
 from terminal_sim.cli_support import Settings, friendly_errors, settings
 from terminal_sim.cli_trace import trace
 from terminal_sim.demo import print_demo, run_demo
@@ -268,6 +269,7 @@ def bench(as_json: bool, seconds: float, no_vpcd: bool) -> None:
 
 
 main.add_command(trace)
+main.add_command(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ the card is re-debited (补扣) when it comes back to any of them. Every step is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -114,7 +115,7 @@ class Dispenser:
         clock: Clock,
         journal: Journal,
         station: StationBills | None = None,
-        blacklist: frozenset[bytes] = frozenset(),
+        blacklisted: Callable[[bytes], bool] = lambda _: False,
         flow_per_tick: int = 50,  # 0.50 L per tick
     ) -> None:
         self.name = name
@@ -127,7 +128,7 @@ class Dispenser:
         self.clock = clock
         self.journal = journal
         self.station = station or StationBills()
-        self.blacklist = blacklist
+        self.blacklisted = blacklisted
         self.flow_per_tick = flow_per_tick
         self.state = State.IDLE
         self.card_data: CardData | None = None
@@ -173,7 +174,7 @@ class Dispenser:
             if refused.sw in (0x6A81, 0x9303):
                 raise self.refuse("card blocked: take it to an issuing office") from None
             raise
-        if data.public.asn in self.blacklist:
+        if self.blacklisted(data.public.asn):
             raise self.refuse("card blacklisted: keep the card and call the office")
         try:
             check_card(data, now)

@@ -68,26 +68,8 @@ def make_psam(issued: Callable[[str], IssuedCard]) -> Callable[..., Psam]:
     return make
 
 
-# How many tests went through the real PC/SC stack (pyscard → pcscd → vpcd → emulated card).
-_PCSC_OUTCOMES: dict[str, int] = {}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/pcsc/ use the real PC/SC stack (the plugin counts them)."""
     for item in items:
         if "tests/pcsc/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.pcsc)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "pcsc" in report.keywords and (report.when == "call" or report.outcome != "passed"):
-        _PCSC_OUTCOMES[report.outcome] = _PCSC_OUTCOMES.get(report.outcome, 0) + 1
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _PCSC_OUTCOMES:
-        summary = ", ".join(
-            f"{count} {outcome}" for outcome, count in sorted(_PCSC_OUTCOMES.items())
-        )
-        terminalreporter.write_line(
-            f"real PC/SC stack (pyscard → pcscd → vpcd → emulated card): {summary}"
-        )

@@ -1,0 +1,250 @@
+"""The world a scenario runs in: cards, a station's terminals with card slots, clock and host.
+
+Every terminal has a card slot. In process, a slot hands commands straight to the card that was
+inserted in it. With the `vpcd` transport, the inserted card is served into vpcd slot 0 and the
+terminal talks to it through pyscard and pcscd; the PSAMs, which never leave their terminals,
+stay in process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from card_profiles.emulator import in_memory
+from card_profiles.fuel_card import FuelCard
+from cardcore.clockrng import ManualClock, SeededRng
+from cardcore.errors import FuelsimError
+from cardcore.ports import Reader
+from hsm_mock.hsm import MockHsm
+from terminal_sim.dispenser import Dispenser, Grade, StationBills
+from terminal_sim.events import BILL, Event, EventBus, Recorder
+from terminal_sim.fuelling import BillType
+from terminal_sim.issuing import issue_profile
+from terminal_sim.journal import Journal
+from terminal_sim.office import IssuingOffice
+from terminal_sim.online import InProcessHost
+from terminal_sim.readers import CardLost, InProcReader
+from terminal_sim.store_pos import StorePos
+
+TRANSPORTS = ("inproc", "vpcd")
+
+
+class ScenarioError(FuelsimError):
+    title = "scenario"
+
+
+class CardSlot:
+    """A terminal's card slot (a Reader): empty, or holding one card."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.card: FuelCard | None = None
+        self.card_name: str | None = None
+
+    def insert(self, card: FuelCard, card_name: str) -> None:
+        self.card, self.card_name = card, card_name
+
+    def remove(self) -> None:
+        if self.card is not None:
+            self.card.power_off()
+        self.card = self.card_name = None
+
+    def connect(self) -> bytes:
+        return self.applet().power_on()
+
+    def disconnect(self) -> None:
+        if self.card is not None:
+            self.card.power_off()
+
+    def transmit(self, command: bytes) -> bytes:
+        return InProcReader(self.applet(), self.name).transmit(command)
+
+    def applet(self) -> FuelCard:
+        if self.card is None:
+            raise CardLost(f"{self.name}: no card in the slot")
+        return self.card
+
+
+class VpcdSlot(CardSlot):
+    """A card slot behind the real PC/SC stack: the inserted card is served in vpcd slot 0."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        from terminal_sim.pcsc_reader import PcscContext, PcscReader  # loads pyscard
+        from terminal_sim.pcscd import VPCD_READERS
+        from terminal_sim.vpcd import VirtualSlot
+
+        self._virtual_slot = VirtualSlot
+        self.context = PcscContext()
+        self.reader_name = VPCD_READERS[0]
+        self.reader: Reader = PcscReader(self.reader_name, self.context)
+        self.served: Any = None
+
+    def insert(self, card: FuelCard, card_name: str) -> None:
+        super().insert(card, card_name)
+        self.served = self._virtual_slot(card, 0)
+        self.served.insert()
+        self.context.wait_for(self.reader_name, True, timeout=10)
+
+    def remove(self) -> None:
+        if self.served is not None:
+            self.served.remove()
+            self.context.wait_for(self.reader_name, False, timeout=10)
+            self.served = None
+        self.reader.disconnect()
+        super().remove()
+
+    def connect(self) -> bytes:
+        if self.served is None:
+            raise CardLost(f"{self.name}: no card in the slot")
+        return self.reader.connect()
+
+    def disconnect(self) -> None:
+        self.reader.disconnect()
+
+    def transmit(self, command: bytes) -> bytes:
+        if self.served is None:
+            raise CardLost(f"{self.name}: no card in the slot")
+        return self.reader.transmit(command)
+
+
+@dataclass
+class Terminal:
+    kind: str  # dispenser | pos | office
+    device: Dispenser | StorePos | IssuingOffice
+    slot: CardSlot
+
+
+@dataclass
+class World:
+    clock: ManualClock
+    hsm: MockHsm
+    host: InProcessHost
+    bus: EventBus
+    events: Recorder
+    journal: Journal
+    station: StationBills
+    transport: str
+    cards: dict[str, FuelCard] = field(default_factory=dict)
+    terminals: dict[str, Terminal] = field(default_factory=dict)
+    restarts: dict[str, Callable[[], Dispenser]] = field(default_factory=dict)
+
+    def card(self, name: str) -> FuelCard:
+        if name not in self.cards:
+            raise ScenarioError(f"no card {name!r}; cards: {', '.join(self.cards)}")
+        return self.cards[name]
+
+    def terminal(self, name: str, kind: str | None = None) -> Terminal:
+        terminal = self.terminals.get(name)
+        if terminal is None or (kind and terminal.kind != kind):
+            raise ScenarioError(f"no {kind or 'terminal'} {name!r}")
+        return terminal
+
+    def slot_of(self, card: str) -> CardSlot | None:
+        for terminal in self.terminals.values():
+            if terminal.slot.card_name == card:
+                return terminal.slot
+        return None
+
+    def close(self) -> None:
+        for terminal in self.terminals.values():
+            terminal.slot.remove()
+        self.journal.close()
+
+
+def build_world(
+    actors: dict[str, Any], *, start: datetime, transport: str, workdir: Path, seed: int = 1
+) -> World:
+    """Cards, terminals and host from a scenario's `actors` section."""
+    if transport not in TRANSPORTS:
+        raise ScenarioError(f"transport {transport!r}: expected one of {', '.join(TRANSPORTS)}")
+    clock = ManualClock(start)
+    hsm = MockHsm()
+    bus, events = EventBus(), Recorder()
+    bus.subscribe(events)
+    host = InProcessHost(hsm, clock)
+    world = World(
+        clock,
+        hsm,
+        host,
+        bus,
+        events,
+        Journal(workdir / "journal.sqlite"),
+        StationBills(),
+        transport,
+    )
+
+    def escape_to_host(event: Event) -> None:
+        bill = event.data.get("bill")
+        if event.kind == BILL and bill is not None and bill.tx_type == BillType.ESCAPE:
+            host.record_escape_bill(bill)
+
+    bus.subscribe(escape_to_host)
+    for offset, (name, profile) in enumerate(dict(actors.get("cards", {})).items()):
+        applet = in_memory(issue_profile(str(profile), hsm).cells, SeededRng(seed + offset))
+        if not isinstance(applet, FuelCard):
+            raise ScenarioError(f"card {name!r}: {profile!r} is not a user card")
+        world.cards[name] = applet
+    slot_type = VpcdSlot if transport == "vpcd" else CardSlot
+    for offset, (name, spec) in enumerate(dict(actors.get("terminals", {})).items(), 100):
+        spec = dict(spec or {})
+        kind = spec.get("kind")
+        slot = slot_type(name)
+        if kind == "dispenser":
+            psam = in_memory(
+                issue_profile(spec.get("psam", "psam-dispenser"), hsm).cells,
+                SeededRng(seed + offset),
+            )
+            nozzles = {
+                int(number): Grade(int(n["grade"]), str(n.get("name", n["grade"])), int(n["price"]))
+                for number, n in dict(spec.get("nozzles") or DEFAULT_NOZZLES).items()
+            }
+
+            def make(
+                name: str = name,
+                slot: CardSlot = slot,
+                psam: Any = psam,
+                nozzles: dict[int, Grade] = nozzles,
+            ) -> Dispenser:
+                dispenser = Dispenser(
+                    name,
+                    slot,
+                    InProcReader(psam, f"{name} PSAM"),
+                    nozzles,
+                    bus=bus,
+                    clock=clock,
+                    journal=world.journal,
+                    station=world.station,
+                    blacklisted=host.blacklisted,
+                )
+                dispenser.start()
+                return dispenser
+
+            world.restarts[name] = make
+            world.terminals[name] = Terminal(kind, make(), slot)
+        elif kind == "pos":
+            psam = in_memory(
+                issue_profile(spec.get("psam", "psam-store"), hsm).cells, SeededRng(seed + offset)
+            )
+            pos = StorePos(name, slot, InProcReader(psam, f"{name} PSAM"), host, bus, clock)
+            pos.start()
+            world.terminals[name] = Terminal(kind, pos, slot)
+        elif kind == "office":
+            term = bytes.fromhex(str(spec.get("terminal_id", "440101000901")))
+            world.terminals[name] = Terminal(
+                kind, IssuingOffice(name, slot, host, bus, clock, term), slot
+            )
+        else:
+            raise ScenarioError(f"terminal {name!r}: kind must be dispenser, pos or office")
+    return world
+
+
+DEFAULT_NOZZLES = {
+    1: {"grade": 0x0092, "name": "92#", "price": 750},
+    2: {"grade": 0x0095, "name": "95#", "price": 800},
+    3: {"grade": 0x0000, "name": "diesel", "price": 700},
+}

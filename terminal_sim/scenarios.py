@@ -1,0 +1,399 @@
+"""Scenarios: YAML files of actors, steps and expectations that QA runs headless (format
+`fuelsim.scenario/1`, reference in docs/scenarios.md).
+
+A step is one action (`insert`, `fuel`, `pay`, `load`, …) or an `expect`. Any action may say
+`refused: TEXT`: it must then fail with a message containing TEXT. Amounts are yuan
+(`12.50`), volumes litres (`20.00`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cardcore.errors import FuelsimError
+from cardcore.layout import LockStatus
+from cardcore.records import LockRecord, PublicAppData
+from terminal_sim.dispenser import Dispenser, Preset
+from terminal_sim.events import MESSAGE
+from terminal_sim.office import IssuingOffice
+from terminal_sim.scenario_world import ScenarioError, World, build_world
+from terminal_sim.store_pos import StorePos
+
+FORMAT = "fuelsim.scenario/1"
+DEFAULT_START = datetime(2026, 11, 22, 8, 0, 0)
+LOCKS = {"free": LockStatus.FREE, "grey": LockStatus.GREY, "tac-unread": LockStatus.TAC_UNREAD}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    description: str
+    start: datetime
+    actors: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+@dataclass
+class StepResult:
+    number: int
+    action: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    transport: str
+    steps: list[StepResult] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(step.ok for step in self.steps)
+
+    @property
+    def failure(self) -> str:
+        failed = [s for s in self.steps if not s.ok]
+        if failed:
+            return f"step {failed[0].number} ({failed[0].action}): {failed[0].detail}"
+        return self.error
+
+
+def fen(value: Any, what: str) -> int:
+    """Yuan (`12.50`, 12.5, 12) to fen, exactly."""
+    try:
+        amount = Decimal(str(value)) * 100
+    except InvalidOperation:
+        raise ScenarioError(f"{what}: {value!r} is not an amount in yuan") from None
+    if amount != amount.to_integral_value() or amount < 0:
+        raise ScenarioError(f"{what}: {value!r} is not a whole number of fen")
+    return int(amount)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ScenarioError(f"{path}: not a scenario (format: {FORMAT} expected)")
+    unknown = set(data) - {"format", "name", "description", "start", "actors", "steps"}
+    if unknown:
+        raise ScenarioError(f"{path}: unknown field {sorted(unknown)[0]!r}")
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ScenarioError(f"{path}: steps: a list of steps is required")
+    for number, step in enumerate(steps, 1):
+        actions = [key for key in step if key != "refused"] if isinstance(step, dict) else []
+        if len(actions) != 1 or actions[0] not in ACTIONS:
+            raise ScenarioError(
+                f"{path}: step {number}: one action of {', '.join(sorted(ACTIONS))} expected"
+            )
+    start = data.get("start", DEFAULT_START)
+    if isinstance(start, str):
+        start = datetime.fromisoformat(start)
+    return Scenario(
+        str(data.get("name") or path.stem),
+        path,
+        str(data.get("description", "")),
+        start,
+        dict(data.get("actors") or {}),
+        steps,
+    )
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(path.rglob("*.yaml"))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ScenarioError(f"{path}: no such file or folder")
+    return found
+
+
+def run_scenario(scenario: Scenario, transport: str = "inproc") -> ScenarioResult:
+    result = ScenarioResult(scenario, transport)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fuelsim-scenario-") as workdir:
+        try:
+            world = build_world(
+                scenario.actors, start=scenario.start, transport=transport, workdir=Path(workdir)
+            )
+        except FuelsimError as exc:
+            result.error = f"actors: {exc}"
+            return result
+        try:
+            for number, step in enumerate(scenario.steps, 1):
+                outcome = run_step(world, number, step)
+                result.steps.append(outcome)
+                if not outcome.ok:
+                    break
+        finally:
+            world.close()
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def run_step(world: World, number: int, step: dict[str, Any]) -> StepResult:
+    action = next(key for key in step if key != "refused")
+    args = dict(step[action] or {})
+    refused = step.get("refused")
+    began = time.perf_counter()
+    try:
+        detail = ACTIONS[action](world, args) or "ok"
+    except FuelsimError as exc:
+        message = str(exc)
+        ok = refused is not None and str(refused) in message
+        detail = f"refused as expected: {message}" if ok else f"{type(exc).__name__}: {message}"
+        return StepResult(number, action, ok, detail, time.perf_counter() - began)
+    except AssertionError as exc:
+        return StepResult(number, action, False, str(exc), time.perf_counter() - began)
+    if refused is not None:
+        return StepResult(
+            number,
+            action,
+            False,
+            f"expected a refusal with {refused!r}, but it succeeded ({detail})",
+            time.perf_counter() - began,
+        )
+    return StepResult(number, action, True, detail, time.perf_counter() - began)
+
+
+# Actions ---------------------------------------------------------------------------------------
+def dispenser(world: World, name: str) -> Dispenser:
+    device = world.terminal(name, "dispenser").device
+    assert isinstance(device, Dispenser)
+    return device
+
+
+def insert(world: World, args: dict[str, Any]) -> str:
+    card, at = str(args["card"]), str(args["at"])
+    terminal = world.terminal(at)
+    current = world.slot_of(card)
+    if current is not None:
+        current.remove()
+    terminal.slot.insert(world.card(card), card)
+    if terminal.kind == "dispenser" and "pin" in args:
+        data = dispenser(world, at).insert_card(str(args["pin"]))
+        return f"card {data.public.asn.hex().upper()} ready"
+    return f"{card} in {at}"
+
+
+def remove(world: World, args: dict[str, Any]) -> str:
+    """Pull a card from whatever slot holds it (mid-fuelling the pump keeps going)."""
+    card = str(args["card"])
+    slot = world.slot_of(card)
+    if slot is None:
+        raise ScenarioError(f"card {card!r} is in no slot")
+    for terminal in world.terminals.values():
+        if terminal.slot is slot and isinstance(terminal.device, Dispenser):
+            terminal.device.pull_card()
+    slot.remove()
+    return f"{card} removed"
+
+
+def preset_of(args: dict[str, Any]) -> Preset:
+    return Preset(
+        int(args.get("nozzle", 1)),
+        amount=fen(args["amount"], "amount") if "amount" in args else None,
+        volume=fen(args["litres"], "litres") if "litres" in args else None,
+    )
+
+
+def lift(world: World, args: dict[str, Any]) -> str:
+    fuelling = dispenser(world, str(args["at"])).lift_nozzle(preset_of(args))
+    return f"grey-locked at CTC {fuelling.locked.lock_ctc}"
+
+
+def tick(world: World, args: dict[str, Any]) -> str:
+    volume = dispenser(world, str(args["at"])).tick(int(args.get("count", 1)))
+    return f"{volume / 100:.2f} L delivered"
+
+
+def hang_up(world: World, args: dict[str, Any]) -> str:
+    bill = dispenser(world, str(args["at"])).hang_up()
+    return f"bill type {bill.tx_type:02X}, {bill.amount / 100:.2f}"
+
+
+def fuel(world: World, args: dict[str, Any]) -> str:
+    """Insert (with PIN), lift, deliver until the preset stops the nozzle (or `ticks`), hang up;
+    `pull_at_tick: K` pulls the card after K ticks."""
+    at = str(args["at"])
+    if "card" in args:
+        insert(world, {"card": args["card"], "at": at, "pin": args.get("pin", "999999")})
+    pump = dispenser(world, at)
+    fuelling = pump.lift_nozzle(preset_of(args))
+    ticks, pull_at = int(args.get("ticks", 10_000)), args.get("pull_at_tick")
+    if pull_at is not None and "card" not in args:
+        raise ScenarioError("fuel: pull_at_tick needs the card")
+    for count in range(1, ticks + 1):
+        before = fuelling.volume
+        pump.tick()
+        if pull_at is not None and count == int(pull_at):
+            remove(world, {"card": args["card"]})
+        if fuelling.volume == before:
+            break
+    bill = pump.hang_up()
+    return f"bill type {bill.tx_type:02X}, {bill.volume / 100:.2f} L, {bill.amount / 100:.2f}"
+
+
+def pos(world: World, args: dict[str, Any]) -> StorePos:
+    device = world.terminal(str(args["at"]), "pos").device
+    assert isinstance(device, StorePos)
+    return device
+
+
+def office(world: World, args: dict[str, Any]) -> IssuingOffice:
+    device = world.terminal(str(args["at"]), "office").device
+    assert isinstance(device, IssuingOffice)
+    return device
+
+
+def with_card(world: World, args: dict[str, Any]) -> None:
+    if "card" in args:
+        insert(world, {"card": args["card"], "at": args["at"]})
+
+
+def pay(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    receipt = pos(world, args).pay(str(args.get("pin", "999999")), fen(args["amount"], "amount"))
+    return f"receipt {receipt.number}: {receipt.amount / 100:.2f}"
+
+
+def load(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    result = office(world, args).load(str(args.get("pin", "999999")), fen(args["amount"], "amount"))
+    return f"loaded; balance {result.balance_after / 100:.2f}"
+
+
+def store_flag(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    office(world, args).set_store_flag(bool(args.get("on", True)))
+    return "store flag written"
+
+
+def asn_of(world: World, card: str) -> bytes:
+    return world.card(card).nvm.cells["ef15"][10:20]
+
+
+def report_loss(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    office(world, args).report_loss(asn_of(world, str(args["card"])))
+    return "blacklisted"
+
+
+def unblock(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    office(world, args).unblock(asn_of(world, str(args["card"])))
+    return "unblocked"
+
+
+def reload_pin(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    office(world, args).reload_pin(str(args.get("pin", "999999")))
+    return "PIN reloaded"
+
+
+def online_unlock(world: World, args: dict[str, Any]) -> str:
+    with_card(world, args)
+    office(world, args).online_unlock(str(args.get("pin", "999999")))
+    return "unlocked online"
+
+
+def advance_clock(world: World, args: dict[str, Any]) -> str:
+    seconds = float(args.get("hours", 0)) * 3600 + float(args.get("minutes", 0)) * 60
+    world.clock.advance(seconds + float(args.get("seconds", 0)))
+    return f"now {world.clock.now().isoformat()}"
+
+
+def crash(world: World, args: dict[str, Any]) -> str:
+    """The dispenser loses power and restarts; it recovers from its journal."""
+    at = str(args["at"])
+    terminal = world.terminal(at, "dispenser")
+    terminal.slot.disconnect()
+    terminal.device = world.restarts[at]()
+    bills = dispenser(world, at).recover()
+    return f"recovered {len(bills)} transaction(s)"
+
+
+def expect(world: World, args: dict[str, Any]) -> str:
+    checked = []
+    if "card" in args:
+        cells = world.card(str(args["card"])).nvm.cells
+        if "balance" in args:
+            got = int.from_bytes(cells["et.balance"], "big")
+            want = fen(args["balance"], "balance")
+            assert got == want, f"balance is {got / 100:.2f}, expected {want / 100:.2f}"
+            checked.append("balance")
+        if "lock" in args:
+            status = LockRecord.from_bytes(cells["lock"]).status
+            want_lock = LOCKS[str(args["lock"])]
+            assert status == want_lock, f"lock status {status:02X}, expected {want_lock:02X}"
+            checked.append("lock")
+        if "store_flag" in args:
+            flag = PublicAppData.from_bytes(cells["ef15"]).store_enabled
+            assert flag is bool(args["store_flag"]), f"store flag is {flag}"
+            checked.append("store flag")
+    if "message" in args:
+        messages = [
+            str(e.data["text"])
+            for e in world.events.of(MESSAGE)
+            if "at" not in args or e.terminal == args["at"]
+        ]
+        assert any(str(args["message"]) in m for m in messages), (
+            f"no message with {args['message']!r}; shown: {messages[-5:]}"
+        )
+        checked.append("message")
+    if "bill" in args:
+        pump = dispenser(world, str(args["at"]))
+        assert pump.bills, f"{pump.name} stored no bill"
+        bill, want_bill = pump.bills[-1], dict(args["bill"])
+        types = {"fuelling": 0, "escape": 1, "redebit": 2}
+        if "type" in want_bill:
+            assert bill.tx_type == types[str(want_bill["type"])], f"bill type {bill.tx_type:02X}"
+        if "amount" in want_bill:
+            assert bill.amount == fen(want_bill["amount"], "bill amount"), (
+                f"bill amount {bill.amount / 100:.2f}"
+            )
+        if "litres" in want_bill:
+            assert bill.volume == fen(want_bill["litres"], "litres"), f"volume {bill.volume}"
+        checked.append("bill")
+    if not checked:
+        raise ScenarioError("expect: nothing to check (card/balance/lock, message, bill)")
+    return "checked " + ", ".join(checked)
+
+
+ACTIONS: dict[str, Callable[[World, dict[str, Any]], str | None]] = {
+    "insert": insert,
+    "remove": remove,
+    "lift": lift,
+    "tick": tick,
+    "hang_up": hang_up,
+    "fuel": fuel,
+    "pay": pay,
+    "load": load,
+    "store_flag": store_flag,
+    "report_loss": report_loss,
+    "unblock": unblock,
+    "reload_pin": reload_pin,
+    "online_unlock": online_unlock,
+    "advance_clock": advance_clock,
+    "crash": crash,
+    "expect": expect,
+}
