@@ -272,5 +272,29 @@ main.add_command(trace)
 main.add_command(run)
 
 
+@main.group()
+def host() -> None:
+    """The central host: signed HTTP API, ledger, blacklist, bill upload."""
+
+
+@host.command("serve")
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--db", type=click.Path(path_type=Path), help="SQLite file (default: <data>/host.sqlite)."
+)
+@click.option(
+    "--dev-key", is_flag=True, help="Create (once) and print a terminal AK/SK for dev use."
+)
+@friendly_errors
+def host_serve(bind: str, port: int, db: Path | None, dev_key: bool) -> None:
+    """Serve the host API (OpenAPI at /openapi.json) until Ctrl-C."""
+    from host_sim.server import serve
+
+    path = db or data_dir() / "host.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    serve(bind, port, str(path), settings().hsm(), dev_key=dev_key, out=click.echo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

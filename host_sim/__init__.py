@@ -1,0 +1,1 @@
+"""The central host: signed HTTP API, accounts and ledger, blacklist, bill upload, clearing."""
