@@ -220,6 +220,10 @@ def run_bench(
         "apdus_per_fuelling": apdus,
         "crypto_calls_per_fuelling": crypto_calls,
     }
+    from terminal_sim.bench_terminal import bench_terminals  # loads the terminal stack
+
+    progress("terminals and scenarios")
+    figures.update(bench_terminals(rig, seconds))
     if vpcd:
         from terminal_sim.bench_vpcd import bench_vpcd  # loads pyscard only when asked
 
