@@ -19,6 +19,7 @@ from card_profiles.fuel_card import FuelCard
 from cardcore.clockrng import ManualClock, SeededRng
 from cardcore.errors import FuelsimError
 from cardcore.ports import Reader
+from cardcore.records import Bill
 from hsm_mock.hsm import MockHsm
 from terminal_sim.dispenser import Dispenser, Grade, StationBills
 from terminal_sim.events import BILL, Event, EventBus, Recorder
@@ -184,11 +185,14 @@ def build_world(
             host.record_escape_bill(bill)
 
     bus.subscribe(escape_to_host)
-    for offset, (name, profile) in enumerate(dict(actors.get("cards", {})).items()):
-        applet = in_memory(issue_profile(str(profile), hsm).cells, SeededRng(seed + offset))
+    for offset, (name, spec) in enumerate(dict(actors.get("cards", {})).items()):
+        profile, escape_bill = card_spec(str(name), spec)
+        issued = issue_profile(profile, hsm)
+        applet = in_memory(issued.cells, SeededRng(seed + offset))
         if not isinstance(applet, FuelCard):
             raise ScenarioError(f"card {name!r}: {profile!r} is not a user card")
         world.cards[name] = applet
+        place_escape_bill(world, str(name), issued.escape_bill, escape_bill)
     slot_type = VpcdSlot if transport == "vpcd" else CardSlot
     for offset, (name, spec) in enumerate(dict(actors.get("terminals", {})).items(), 100):
         spec = dict(spec or {})
@@ -241,6 +245,44 @@ def build_world(
         else:
             raise ScenarioError(f"terminal {name!r}: kind must be dispenser, pos or office")
     return world
+
+
+ESCAPE_BILL_PLACES = ("host", "station", "none")
+
+
+def card_spec(name: str, spec: Any) -> tuple[str, str]:
+    """A card actor: `profile` or `{profile: P, escape_bill: host|station|none}`.
+
+    `escape_bill` says where the escape bill of a profile issued grey-locked (its
+    `history.grey_lock`) is: uploaded to the `host` (the default: online unlock works, the
+    scenario's pumps refuse the card), also kept by this `station`'s pumps (they re-debit it),
+    or `none` (lost: neither can settle it).
+    """
+    if isinstance(spec, str):
+        return spec, "host"
+    if not isinstance(spec, dict):
+        raise ScenarioError(f"card {name!r}: a profile name or {{profile: …}} expected")
+    unknown = set(spec) - {"profile", "escape_bill"}
+    if unknown:
+        raise ScenarioError(f"card {name!r}: unknown option {sorted(unknown)[0]!r}")
+    if not isinstance(spec.get("profile"), str):
+        raise ScenarioError(f"card {name!r}: profile: a profile name or image file expected")
+    place = spec.get("escape_bill", "host")
+    if place not in ESCAPE_BILL_PLACES:
+        places = ", ".join(ESCAPE_BILL_PLACES)
+        raise ScenarioError(f"card {name!r}: escape_bill: {place!r}, expected one of {places}")
+    return spec["profile"], str(place)
+
+
+def place_escape_bill(world: World, name: str, bill: Bill | None, place: str) -> None:
+    if bill is None:
+        if place != "host":
+            raise ScenarioError(f"card {name!r}: escape_bill: the profile has no escape bill")
+        return
+    if place in ("host", "station"):
+        world.host.record_escape_bill(bill)
+    if place == "station":
+        world.station.escape[(bill.asn, bill.ctc)] = bill
 
 
 DEFAULT_NOZZLES = {

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from cardcore import layout
 from cardcore.errors import FuelsimError
 from cardcore.layout import LockStatus
 from cardcore.records import LockRecord, PublicAppData
@@ -31,6 +32,7 @@ from terminal_sim.store_pos import StorePos
 FORMAT = "fuelsim.scenario/1"
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, 0)
 LOCKS = {"free": LockStatus.FREE, "grey": LockStatus.GREY, "tac-unread": LockStatus.TAC_UNREAD}
+BILL_TYPES = {"fuelling": 0, "escape": 1, "redebit": 2}
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,82 @@ def fen(value: Any, what: str) -> int:
     return int(amount)
 
 
+@dataclass(frozen=True)
+class Arguments:
+    """The arguments an action takes: those it needs and those it may have."""
+
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+
+
+def arguments(required: str = "", optional: str = "") -> Arguments:
+    return Arguments(frozenset(required.split()), frozenset(optional.split()))
+
+
+ARGUMENTS: dict[str, Arguments] = {
+    "insert": arguments("card at", "pin"),
+    "remove": arguments("card"),
+    "lift": arguments("at", "nozzle amount litres"),
+    "tick": arguments("at", "count"),
+    "hang_up": arguments("at"),
+    "fuel": arguments("at", "card nozzle amount litres pin ticks pull_at_tick"),
+    "pay": arguments("at amount", "card pin"),
+    "load": arguments("at amount", "card pin"),
+    "store_flag": arguments("at", "card on"),
+    "report_loss": arguments("card at", "present"),
+    "unblock": arguments("card at", "present"),
+    "reload_pin": arguments("at", "card pin"),
+    "online_unlock": arguments("at", "card pin"),
+    "advance_clock": arguments("", "hours minutes seconds"),
+    "crash": arguments("at", "card_removed card"),
+    "expect": arguments(
+        "", "card balance lock store_flag log_entries at message messages_exclude bill bills"
+    ),
+}
+
+
+def check_arguments(action: str, args: Any) -> str:
+    """What is wrong with an action's arguments ("" when nothing is)."""
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return f"arguments must be a mapping, not {args!r}"
+    spec = ARGUMENTS[action]
+    unknown = set(args) - spec.required - spec.optional
+    if unknown:
+        allowed = ", ".join(sorted(spec.required | spec.optional))
+        return f"unknown argument {sorted(unknown)[0]!r} (allowed: {allowed})"
+    missing = spec.required - set(args)
+    if missing:
+        return f"missing argument {sorted(missing)[0]!r}"
+    return ""
+
+
+def flag(args: dict[str, Any], key: str, default: bool = False) -> bool:
+    """A yes/no argument: YAML true or false, nothing else."""
+    value = args.get(key, default)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{key}: {value!r} is not true or false")
+    return value
+
+
+def count(args: dict[str, Any], key: str) -> int:
+    """A count argument: a whole number, zero or more."""
+    value = args[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ScenarioError(f"{key}: {value!r} is not a whole number of 0 or more")
+    return value
+
+
+def texts(args: dict[str, Any], key: str) -> list[str]:
+    """A text argument, or a list of them."""
+    value = args[key]
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str | int | float) for item in items):
+        raise ScenarioError(f"{key}: a text or a list of texts expected, not {value!r}")
+    return [str(item) for item in items]
+
+
 def load_scenario(path: Path) -> Scenario:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -102,6 +180,12 @@ def load_scenario(path: Path) -> Scenario:
             raise ScenarioError(
                 f"{path}: step {number}: one action of {', '.join(sorted(ACTIONS))} expected"
             )
+        if isinstance(step[actions[0]], dict) and True in step[actions[0]]:
+            # YAML 1.1 reads the key `on` as true: `store_flag: {on: true}` means "on".
+            step[actions[0]]["on"] = step[actions[0]].pop(True)
+        problem = check_arguments(actions[0], step[actions[0]])
+        if problem:
+            raise ScenarioError(f"{path}: step {number} ({actions[0]}): {problem}")
     start = data.get("start", DEFAULT_START)
     if isinstance(start, str):
         start = datetime.fromisoformat(start)
@@ -266,7 +350,8 @@ def office(world: World, args: dict[str, Any]) -> IssuingOffice:
 
 
 def with_card(world: World, args: dict[str, Any]) -> None:
-    if "card" in args:
+    """Put the named card in the office's or store's reader, unless `present: false`."""
+    if "card" in args and flag(args, "present", True):
         insert(world, {"card": args["card"], "at": args["at"]})
 
 
@@ -284,7 +369,7 @@ def load(world: World, args: dict[str, Any]) -> str:
 
 def store_flag(world: World, args: dict[str, Any]) -> str:
     with_card(world, args)
-    office(world, args).set_store_flag(bool(args.get("on", True)))
+    office(world, args).set_store_flag(flag(args, "on", True))
     return "store flag written"
 
 
@@ -323,10 +408,28 @@ def advance_clock(world: World, args: dict[str, Any]) -> str:
 
 
 def crash(world: World, args: dict[str, Any]) -> str:
-    """The dispenser loses power and restarts; it recovers from its journal."""
+    """The dispenser loses power and restarts; it recovers from its journal.
+
+    `card_removed: true`: the card was pulled while the pump was down, so recovery finds the
+    slot empty and keeps an escape bill. `card: NAME`: that card is in the slot at restart
+    (another card makes recovery refuse)."""
     at = str(args["at"])
     terminal = world.terminal(at, "dispenser")
+    removed = flag(args, "card_removed")
+    if removed and "card" in args:
+        raise ScenarioError("crash: card_removed and card exclude each other")
     terminal.slot.disconnect()
+    if removed:
+        if terminal.slot.card_name is None:
+            raise ScenarioError(f"crash: card_removed, but {at} holds no card")
+        terminal.slot.remove()
+    elif "card" in args:
+        name = str(args["card"])
+        card = world.card(name)
+        for slot in {id(t.slot): t.slot for t in world.terminals.values()}.values():
+            if slot.card_name is not None and (slot is terminal.slot or slot.card_name == name):
+                slot.remove()
+        terminal.slot.insert(card, name)
     terminal.device = world.restarts[at]()
     bills = dispenser(world, at).recover()
     return f"recovered {len(bills)} transaction(s)"
@@ -343,30 +446,73 @@ def expect(world: World, args: dict[str, Any]) -> str:
             checked.append("balance")
         if "lock" in args:
             status = LockRecord.from_bytes(cells["lock"]).status
+            if args["lock"] not in LOCKS:
+                raise ScenarioError(
+                    f"expect: lock {args['lock']!r}, expected one of {', '.join(LOCKS)}"
+                )
             want_lock = LOCKS[str(args["lock"])]
             assert status == want_lock, f"lock status {status:02X}, expected {want_lock:02X}"
             checked.append("lock")
         if "store_flag" in args:
-            flag = PublicAppData.from_bytes(cells["ef15"]).store_enabled
-            assert flag is bool(args["store_flag"]), f"store flag is {flag}"
+            enabled = PublicAppData.from_bytes(cells["ef15"]).store_enabled
+            assert enabled is flag(args, "store_flag"), f"store flag is {enabled}"
             checked.append("store flag")
-    if "message" in args:
+        if "log_entries" in args:
+            entries = len(cells["ef18"]) // layout.EF18_RECORD_SIZE
+            want_entries = count(args, "log_entries")
+            assert entries == want_entries, (
+                f"the card's log holds {entries} entries, expected {want_entries}"
+            )
+            checked.append("log")
+    else:
+        for key in ("balance", "lock", "store_flag", "log_entries"):
+            if key in args:
+                raise ScenarioError(f"expect: {key} needs card")
+    if "message" in args or "messages_exclude" in args:
+        if "at" in args:
+            world.terminal(str(args["at"]))
         messages = [
             str(e.data["text"])
             for e in world.events.of(MESSAGE)
             if "at" not in args or e.terminal == args["at"]
         ]
-        assert any(str(args["message"]) in m for m in messages), (
-            f"no message with {args['message']!r}; shown: {messages[-5:]}"
+        if "message" in args:
+            assert any(str(args["message"]) in m for m in messages), (
+                f"no message with {args['message']!r}; shown: {messages[-5:]}"
+            )
+            checked.append("message")
+        if "messages_exclude" in args:
+            for text in texts(args, "messages_exclude"):
+                shown = [m for m in messages if text in m]
+                assert not shown, f"a message with {text!r} was shown: {shown[0]!r}"
+            checked.append("messages excluded")
+    if ("bill" in args or "bills" in args) and "at" not in args:
+        raise ScenarioError("expect: bill and bills need at (a dispenser)")
+    if "bills" in args:
+        pump = dispenser(world, str(args["at"]))
+        want_count = count(args, "bills")
+        assert len(pump.bills) == want_count, (
+            f"{pump.name} stored {len(pump.bills)} bills, expected {want_count}"
         )
-        checked.append("message")
+        checked.append("bills")
     if "bill" in args:
         pump = dispenser(world, str(args["at"]))
         assert pump.bills, f"{pump.name} stored no bill"
+        if not isinstance(args["bill"], dict):
+            raise ScenarioError(f"expect: bill: a mapping expected, not {args['bill']!r}")
         bill, want_bill = pump.bills[-1], dict(args["bill"])
-        types = {"fuelling": 0, "escape": 1, "redebit": 2}
+        unknown = set(want_bill) - {"type", "amount", "litres"}
+        if unknown:
+            raise ScenarioError(f"expect: bill: unknown field {sorted(unknown)[0]!r}")
         if "type" in want_bill:
-            assert bill.tx_type == types[str(want_bill["type"])], f"bill type {bill.tx_type:02X}"
+            if want_bill["type"] not in BILL_TYPES:
+                raise ScenarioError(
+                    f"expect: bill: type {want_bill['type']!r}, expected one of "
+                    + ", ".join(BILL_TYPES)
+                )
+            assert bill.tx_type == BILL_TYPES[str(want_bill["type"])], (
+                f"bill type {bill.tx_type:02X}"
+            )
         if "amount" in want_bill:
             assert bill.amount == fen(want_bill["amount"], "bill amount"), (
                 f"bill amount {bill.amount / 100:.2f}"
@@ -375,7 +521,10 @@ def expect(world: World, args: dict[str, Any]) -> str:
             assert bill.volume == fen(want_bill["litres"], "litres"), f"volume {bill.volume}"
         checked.append("bill")
     if not checked:
-        raise ScenarioError("expect: nothing to check (card/balance/lock, message, bill)")
+        raise ScenarioError(
+            "expect: nothing to check (card with balance/lock/store_flag/log_entries, "
+            "message, messages_exclude, bill, bills)"
+        )
     return "checked " + ", ".join(checked)
 
 
