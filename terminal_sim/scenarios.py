@@ -23,11 +23,10 @@ from cardcore import layout
 from cardcore.errors import FuelsimError
 from cardcore.layout import LockStatus
 from cardcore.records import LockRecord, PublicAppData
-from terminal_sim.dispenser import Dispenser, Preset
+from terminal_sim.dispenser import Preset
 from terminal_sim.events import MESSAGE
-from terminal_sim.office import IssuingOffice
-from terminal_sim.scenario_world import ScenarioError, World, build_world
-from terminal_sim.store_pos import StorePos
+from terminal_sim.scenario_world import ScenarioError
+from terminal_sim.service import DEFAULT_PIN, Forecourt
 
 FORMAT = "fuelsim.scenario/1"
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, 0)
@@ -216,7 +215,7 @@ def run_scenario(scenario: Scenario, transport: str = "inproc") -> ScenarioResul
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fuelsim-scenario-") as workdir:
         try:
-            world = build_world(
+            forecourt = Forecourt.open(
                 scenario.actors, start=scenario.start, transport=transport, workdir=Path(workdir)
             )
         except FuelsimError as exc:
@@ -224,23 +223,23 @@ def run_scenario(scenario: Scenario, transport: str = "inproc") -> ScenarioResul
             return result
         try:
             for number, step in enumerate(scenario.steps, 1):
-                outcome = run_step(world, number, step)
+                outcome = run_step(forecourt, number, step)
                 result.steps.append(outcome)
                 if not outcome.ok:
                     break
         finally:
-            world.close()
+            forecourt.close()
     result.seconds = time.perf_counter() - began
     return result
 
 
-def run_step(world: World, number: int, step: dict[str, Any]) -> StepResult:
+def run_step(forecourt: Forecourt, number: int, step: dict[str, Any]) -> StepResult:
     action = next(key for key in step if key != "refused")
     args = dict(step[action] or {})
     refused = step.get("refused")
     began = time.perf_counter()
     try:
-        detail = ACTIONS[action](world, args) or "ok"
+        detail = ACTIONS[action](forecourt, args) or "ok"
     except FuelsimError as exc:
         message = str(exc)
         ok = refused is not None and str(refused) in message
@@ -259,37 +258,18 @@ def run_step(world: World, number: int, step: dict[str, Any]) -> StepResult:
     return StepResult(number, action, True, detail, time.perf_counter() - began)
 
 
-# Actions ---------------------------------------------------------------------------------------
-def dispenser(world: World, name: str) -> Dispenser:
-    device = world.terminal(name, "dispenser").device
-    assert isinstance(device, Dispenser)
-    return device
+# Actions: scenario arguments → forecourt service calls ----------------------------------------
+def pin_of(args: dict[str, Any]) -> str:
+    return str(args.get("pin", DEFAULT_PIN))
 
 
-def insert(world: World, args: dict[str, Any]) -> str:
-    card, at = str(args["card"]), str(args["at"])
-    terminal = world.terminal(at)
-    current = world.slot_of(card)
-    if current is not None:
-        current.remove()
-    terminal.slot.insert(world.card(card), card)
-    if terminal.kind == "dispenser" and "pin" in args:
-        data = dispenser(world, at).insert_card(str(args["pin"]))
-        return f"card {data.public.asn.hex().upper()} ready"
-    return f"{card} in {at}"
+def card_of(args: dict[str, Any]) -> str | None:
+    return str(args["card"]) if "card" in args else None
 
 
-def remove(world: World, args: dict[str, Any]) -> str:
-    """Pull a card from whatever slot holds it (mid-fuelling the pump keeps going)."""
-    card = str(args["card"])
-    slot = world.slot_of(card)
-    if slot is None:
-        raise ScenarioError(f"card {card!r} is in no slot")
-    for terminal in world.terminals.values():
-        if terminal.slot is slot and isinstance(terminal.device, Dispenser):
-            terminal.device.pull_card()
-    slot.remove()
-    return f"{card} removed"
+def counter(args: dict[str, Any]) -> str | None:
+    """The card handed over at a counter, unless `present: false` (the host alone acts)."""
+    return card_of(args) if flag(args, "present", True) else None
 
 
 def preset_of(args: dict[str, Any]) -> Preset:
@@ -300,142 +280,97 @@ def preset_of(args: dict[str, Any]) -> Preset:
     )
 
 
-def lift(world: World, args: dict[str, Any]) -> str:
-    fuelling = dispenser(world, str(args["at"])).lift_nozzle(preset_of(args))
+def insert(fc: Forecourt, args: dict[str, Any]) -> str:
+    card, at = str(args["card"]), str(args["at"])
+    data = fc.insert(card, at, str(args["pin"]) if "pin" in args else None)
+    return f"card {data.public.asn.hex().upper()} ready" if data else f"{card} in {at}"
+
+
+def remove(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.remove(str(args["card"]))
+    return f"{args['card']} removed"
+
+
+def lift(fc: Forecourt, args: dict[str, Any]) -> str:
+    fuelling = fc.lift(str(args["at"]), preset_of(args))
     return f"grey-locked at CTC {fuelling.locked.lock_ctc}"
 
 
-def tick(world: World, args: dict[str, Any]) -> str:
-    volume = dispenser(world, str(args["at"])).tick(int(args.get("count", 1)))
+def tick(fc: Forecourt, args: dict[str, Any]) -> str:
+    volume = fc.tick(str(args["at"]), int(args.get("count", 1)))
     return f"{volume / 100:.2f} L delivered"
 
 
-def hang_up(world: World, args: dict[str, Any]) -> str:
-    bill = dispenser(world, str(args["at"])).hang_up()
+def hang_up(fc: Forecourt, args: dict[str, Any]) -> str:
+    bill = fc.hang_up(str(args["at"]))
     return f"bill type {bill.tx_type:02X}, {bill.amount / 100:.2f}"
 
 
-def fuel(world: World, args: dict[str, Any]) -> str:
-    """Insert (with PIN), lift, deliver until the preset stops the nozzle (or `ticks`), hang up;
-    `pull_at_tick: K` pulls the card after K ticks."""
-    at = str(args["at"])
-    if "card" in args:
-        insert(world, {"card": args["card"], "at": at, "pin": args.get("pin", "999999")})
-    pump = dispenser(world, at)
-    fuelling = pump.lift_nozzle(preset_of(args))
-    ticks, pull_at = int(args.get("ticks", 10_000)), args.get("pull_at_tick")
-    if pull_at is not None and "card" not in args:
-        raise ScenarioError("fuel: pull_at_tick needs the card")
-    for count in range(1, ticks + 1):
-        before = fuelling.volume
-        pump.tick()
-        if pull_at is not None and count == int(pull_at):
-            remove(world, {"card": args["card"]})
-        if fuelling.volume == before:
-            break
-    bill = pump.hang_up()
+def fuel(fc: Forecourt, args: dict[str, Any]) -> str:
+    pull = args.get("pull_at_tick")
+    bill = fc.fuel(
+        str(args["at"]),
+        preset_of(args),
+        card=card_of(args),
+        pin=pin_of(args),
+        ticks=int(args.get("ticks", 10_000)),
+        pull_at_tick=int(pull) if pull is not None else None,
+    )
     return f"bill type {bill.tx_type:02X}, {bill.volume / 100:.2f} L, {bill.amount / 100:.2f}"
 
 
-def pos(world: World, args: dict[str, Any]) -> StorePos:
-    device = world.terminal(str(args["at"]), "pos").device
-    assert isinstance(device, StorePos)
-    return device
-
-
-def office(world: World, args: dict[str, Any]) -> IssuingOffice:
-    device = world.terminal(str(args["at"]), "office").device
-    assert isinstance(device, IssuingOffice)
-    return device
-
-
-def with_card(world: World, args: dict[str, Any]) -> None:
-    """Put the named card in the office's or store's reader, unless `present: false`."""
-    if "card" in args and flag(args, "present", True):
-        insert(world, {"card": args["card"], "at": args["at"]})
-
-
-def pay(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    receipt = pos(world, args).pay(str(args.get("pin", "999999")), fen(args["amount"], "amount"))
+def pay(fc: Forecourt, args: dict[str, Any]) -> str:
+    receipt = fc.pay(
+        str(args["at"]), fen(args["amount"], "amount"), card=counter(args), pin=pin_of(args)
+    )
     return f"receipt {receipt.number}: {receipt.amount / 100:.2f}"
 
 
-def load(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    result = office(world, args).load(str(args.get("pin", "999999")), fen(args["amount"], "amount"))
+def load(fc: Forecourt, args: dict[str, Any]) -> str:
+    result = fc.load(
+        str(args["at"]), fen(args["amount"], "amount"), card=counter(args), pin=pin_of(args)
+    )
     return f"loaded; balance {result.balance_after / 100:.2f}"
 
 
-def store_flag(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    office(world, args).set_store_flag(flag(args, "on", True))
+def store_flag(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.set_store_flag(str(args["at"]), flag(args, "on", True), card=counter(args))
     return "store flag written"
 
 
-def asn_of(world: World, card: str) -> bytes:
-    return world.card(card).nvm.cells["ef15"][10:20]
-
-
-def report_loss(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    office(world, args).report_loss(asn_of(world, str(args["card"])))
+def report_loss(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.report_loss(str(args["at"]), str(args["card"]), present=flag(args, "present", True))
     return "blacklisted"
 
 
-def unblock(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    office(world, args).unblock(asn_of(world, str(args["card"])))
+def unblock(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.unblock(str(args["at"]), str(args["card"]), present=flag(args, "present", True))
     return "unblocked"
 
 
-def reload_pin(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    office(world, args).reload_pin(str(args.get("pin", "999999")))
+def reload_pin(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.reload_pin(str(args["at"]), pin_of(args), card=counter(args))
     return "PIN reloaded"
 
 
-def online_unlock(world: World, args: dict[str, Any]) -> str:
-    with_card(world, args)
-    office(world, args).online_unlock(str(args.get("pin", "999999")))
+def online_unlock(fc: Forecourt, args: dict[str, Any]) -> str:
+    fc.online_unlock(str(args["at"]), card=counter(args), pin=pin_of(args))
     return "unlocked online"
 
 
-def advance_clock(world: World, args: dict[str, Any]) -> str:
+def advance_clock(fc: Forecourt, args: dict[str, Any]) -> str:
     seconds = float(args.get("hours", 0)) * 3600 + float(args.get("minutes", 0)) * 60
-    world.clock.advance(seconds + float(args.get("seconds", 0)))
-    return f"now {world.clock.now().isoformat()}"
+    now = fc.advance_clock(seconds + float(args.get("seconds", 0)))
+    return f"now {now.isoformat()}"
 
 
-def crash(world: World, args: dict[str, Any]) -> str:
-    """The dispenser loses power and restarts; it recovers from its journal.
-
-    `card_removed: true`: the card was pulled while the pump was down, so recovery finds the
-    slot empty and keeps an escape bill. `card: NAME`: that card is in the slot at restart
-    (another card makes recovery refuse)."""
-    at = str(args["at"])
-    terminal = world.terminal(at, "dispenser")
-    removed = flag(args, "card_removed")
-    if removed and "card" in args:
-        raise ScenarioError("crash: card_removed and card exclude each other")
-    terminal.slot.disconnect()
-    if removed:
-        if terminal.slot.card_name is None:
-            raise ScenarioError(f"crash: card_removed, but {at} holds no card")
-        terminal.slot.remove()
-    elif "card" in args:
-        name = str(args["card"])
-        card = world.card(name)
-        for slot in {id(t.slot): t.slot for t in world.terminals.values()}.values():
-            if slot.card_name is not None and (slot is terminal.slot or slot.card_name == name):
-                slot.remove()
-        terminal.slot.insert(card, name)
-    terminal.device = world.restarts[at]()
-    bills = dispenser(world, at).recover()
+def crash(fc: Forecourt, args: dict[str, Any]) -> str:
+    bills = fc.crash(str(args["at"]), card_removed=flag(args, "card_removed"), card=card_of(args))
     return f"recovered {len(bills)} transaction(s)"
 
 
-def expect(world: World, args: dict[str, Any]) -> str:
+def expect(fc: Forecourt, args: dict[str, Any]) -> str:
+    world = fc.world
     checked = []
     if "card" in args:
         cells = world.card(str(args["card"])).nvm.cells
@@ -489,14 +424,14 @@ def expect(world: World, args: dict[str, Any]) -> str:
     if ("bill" in args or "bills" in args) and "at" not in args:
         raise ScenarioError("expect: bill and bills need at (a dispenser)")
     if "bills" in args:
-        pump = dispenser(world, str(args["at"]))
+        pump = fc.dispenser(str(args["at"]))
         want_count = count(args, "bills")
         assert len(pump.bills) == want_count, (
             f"{pump.name} stored {len(pump.bills)} bills, expected {want_count}"
         )
         checked.append("bills")
     if "bill" in args:
-        pump = dispenser(world, str(args["at"]))
+        pump = fc.dispenser(str(args["at"]))
         assert pump.bills, f"{pump.name} stored no bill"
         if not isinstance(args["bill"], dict):
             raise ScenarioError(f"expect: bill: a mapping expected, not {args['bill']!r}")
@@ -528,7 +463,7 @@ def expect(world: World, args: dict[str, Any]) -> str:
     return "checked " + ", ".join(checked)
 
 
-ACTIONS: dict[str, Callable[[World, dict[str, Any]], str | None]] = {
+ACTIONS: dict[str, Callable[[Forecourt, dict[str, Any]], str | None]] = {
     "insert": insert,
     "remove": remove,
     "lift": lift,
