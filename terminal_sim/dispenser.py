@@ -11,7 +11,7 @@ the card is re-debited (补扣) when it comes back to any of them. Every step is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from cardcore import commands as cmd
@@ -201,6 +201,14 @@ class Dispenser:
     def settle_lock(self, data: CardData) -> None:
         """Status 01: re-debit from this station's escape bill, else refuse. Status 10: clear."""
         record = lock_status(self.card)
+        paid = self.station.escape.get((data.public.asn, record.ctc - 1))
+        if (
+            paid is not None
+            and record.status != LockStatus.GREY
+            and record.tx_type == TxType.DEBIT_FOR_UNLOCK
+        ):
+            # The escape bill's lock was debited after all (its answer was lost): bill that debit.
+            self.paid_escape(data, paid, record)
         if record.status == LockStatus.TAC_UNREAD:
             self.card.send(cmd.clear_tac_unread())
         if record.status != LockStatus.GREY:
@@ -209,6 +217,19 @@ class Dispenser:
         if bill is None:
             raise self.refuse("card grey-locked elsewhere: unlock at an issuing office")
         self.redebit(data, bill)
+
+    def paid_escape(self, data: CardData, escape: Bill, record: LockRecord) -> Bill:
+        """An escape bill whose DEBIT FOR UNLOCK the card did: re-bill it with the card's TAC."""
+        del self.station.escape[(data.public.asn, escape.ctc)]
+        bill = replace(
+            escape,
+            bill_ttc=self.next_bill_ttc(),
+            tx_type=BillType.REDEBIT,
+            dt=record.dt,
+            ctc=escape.ctc + 1,
+            tac=record.tac,
+        )
+        return self.store_bill(make_bill(self.psam, bill))
 
     def redebit(self, data: CardData, escape: Bill) -> Bill:
         """补扣: DEBIT FOR UNLOCK with the escape bill's amount, CTC + 1, term, TTC and GMAC."""
@@ -316,7 +337,14 @@ class Dispenser:
             ef1b=data.general.to_bytes(),
             ef1c=data.restrictions.to_bytes(),
         )
-        locked = lock(self.card, self.psam, data, self.term, now)
+        locked = lock(
+            self.card,
+            self.psam,
+            data,
+            self.term,
+            now,
+            before_lock=lambda intent: self.journal.step(txn, "locking", **_lock_fields(intent)),
+        )
         self.journal.step(txn, "locked", **_lock_fields(locked))
         self.fuelling = Fuelling(txn, preset.nozzle, grade, data, locked, limit)
         self.enter(State.FUELLING)
@@ -405,11 +433,15 @@ class Dispenser:
         sale: Sale,
         tac: bytes,
         dt: bytes | None = None,
+        card_present: bool = True,
     ) -> Bill:
-        record = LockRecord.from_bytes(self.card.send(cmd.get_lock_proof()))
-        dt = dt or record.dt
+        if card_present:
+            record = LockRecord.from_bytes(self.card.send(cmd.get_lock_proof()))
+            dt = dt or record.dt
+        assert dt is not None
         self.journal.step(txn, "debited", tac=tac, dt=dt)
-        self.card.send(cmd.clear_tac_unread())
+        if card_present:
+            self.card.send(cmd.clear_tac_unread())
         bill = lock_bill(
             self.psam,
             BillType.FUELLING,
@@ -459,6 +491,33 @@ class Dispenser:
         return bill
 
     # Recovery --------------------------------------------------------------------------------
+    def lock_on_card(self, entry: JournalEntry) -> GreyLock | None:
+        """GREY LOCK was sent but its answer never journaled: the card's lock record says
+        whether it happened (same CTC, terminal and dt). If so, confirm it to the PSAM (E0 42
+        with the card's MAC2) and journal it, so the fuelling can be finished."""
+        intent = entry.data("locking")
+        if intent is None:
+            return None
+        try:
+            self.card_reader.connect()
+            read_card(self.card)
+            record = lock_status(self.card)
+        except CardLost:
+            return None  # without the card the lock cannot be proven: the office unlocks it
+        if (record.status, record.ctc, record.term, record.dt) != (
+            LockStatus.GREY,
+            intent["lock_ctc"],
+            intent["term"],
+            intent["dt"],
+        ):
+            return None
+        locked = GreyLock(**{**intent, "mac2": record.word22, "gtac": record.tac})
+        answer = self.psam.exchange(cmd.verify_grey_lock_mac2(locked.mac2))
+        if not answer.ok and answer.sw != 0x6985:  # 6985: the PSAM had confirmed it already
+            raise CardRefused(self.psam_reader.name, "VERIFY GREY-LOCK MAC2", answer.sw)
+        self.journal.step(entry.txn, "locked", **_lock_fields(locked))
+        return locked
+
     @staticmethod
     def card_data_from(entry: JournalEntry) -> CardData:
         """The card as read at insertion, from the journal (the card itself may be gone)."""
@@ -479,10 +538,14 @@ class Dispenser:
 
     def recover_one(self, entry: JournalEntry) -> Bill:
         locked_data = entry.data("locked")
-        if locked_data is None:  # the lock never completed here: nothing to finish
-            self.journal.step(entry.txn, "done", aborted=True)
-            raise self.refuse("the interrupted fuelling never locked the card")
-        locked = GreyLock(**locked_data)
+        if locked_data is None:
+            found = self.lock_on_card(entry)
+            if found is None:  # the lock never happened: nothing to finish
+                self.journal.step(entry.txn, "done", aborted=True)
+                raise self.refuse("the interrupted fuelling never locked the card")
+            locked = found
+        else:
+            locked = GreyLock(**locked_data)
         volume = max((d["volume"] for n, d in entry.steps if n == "delivered"), default=0)
         begin = entry.data("begin") or {}
         grade = self.nozzles[int(begin["nozzle"])]
@@ -495,10 +558,23 @@ class Dispenser:
             else unlock_answer(self.psam, asn[2:], locked, sale.amount)
         )
         self.journal.step(entry.txn, "unlock", **_unlock_fields(unlock))
+        debited = entry.data("debited")
         try:
             self.card_reader.connect()
             data = read_card(self.card)
-        except CardLost:  # the card is gone: keep an escape bill for the delivered fuel
+        except CardLost:
+            if debited is not None:  # the card paid; the next insertion clears its TAC-unread
+                return self.debited(
+                    entry.txn,
+                    self.card_data_from(entry),
+                    locked,
+                    unlock,
+                    sale,
+                    debited["tac"],
+                    debited["dt"],
+                    card_present=False,
+                )
+            # the card is gone: keep an escape bill for the delivered fuel
             return self.escaped(entry.txn, self.card_data_from(entry), locked, unlock, sale)
         record = lock_status(self.card)
         if record.status == LockStatus.GREY and record.ctc == locked.lock_ctc:

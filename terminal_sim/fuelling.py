@@ -7,6 +7,7 @@ runs them all; a card pulled after `lock` leaves the caller with an escape bill 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -121,8 +122,19 @@ def lock_status(card: Channel) -> LockRecord:
     return LockRecord.from_bytes(card.send(cmd.get_lock_proof()))
 
 
-def lock(card: Channel, psam: Channel, data: CardData, term: bytes, when: datetime) -> GreyLock:
-    """INITIALIZE FOR GREY LOCK → PSAM E0 40 → GREY LOCK → PSAM E0 42."""
+def lock(
+    card: Channel,
+    psam: Channel,
+    data: CardData,
+    term: bytes,
+    when: datetime,
+    before_lock: Callable[[GreyLock], None] | None = None,
+) -> GreyLock:
+    """INITIALIZE FOR GREY LOCK → PSAM E0 40 → GREY LOCK → PSAM E0 42.
+
+    `before_lock` gets what is known just before GREY LOCK is sent (no MAC2 or GTAC yet), so a
+    journal can recognise the lock on the card if the answer never comes back.
+    """
     answer = card.send(cmd.initialize_for_grey_lock(term))
     balance, ctc, rand = (
         int.from_bytes(answer[:4], "big"),
@@ -135,6 +147,8 @@ def lock(card: Channel, psam: Channel, data: CardData, term: bytes, when: dateti
         cmd.init_sam_for_grey_lock(rand, ctc, balance, dt, public.asn8, public.issuer_id)
     )
     lock_ttc, psam_rand, mac1 = int.from_bytes(sam[:4], "big"), sam[4:8], sam[8:12]
+    if before_lock is not None:
+        before_lock(GreyLock(ctc, lock_ttc, balance, term, dt, b"", b""))
     locked = card.send(cmd.grey_lock(lock_ttc, psam_rand, dt, mac1))
     gtac, mac2 = locked[:4], locked[4:8]
     psam.send(cmd.verify_grey_lock_mac2(mac2))
