@@ -12,6 +12,7 @@ TICK = "tick"  # data: nozzle, litres (0.01 L), amount (fen)
 STATE = "state"  # data: state (the terminal's new state)
 MESSAGE = "message"  # data: text (what the display shows)
 BILL = "bill"  # data: bill (cardcore.records.Bill)
+RECEIPT = "receipt"  # data: receipt (terminal_sim.store_pos.Receipt)
 UPLOAD = "upload"  # data: accepted, duplicates, rejected
 
 

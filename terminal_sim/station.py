@@ -13,8 +13,9 @@ applied (kept in the same file, with the list), and `blacklisted(asn)` is what t
 dispensers check at card insertion.
 
 Shifts (班结): `open_shift(staff)` and `close_shift()`; the report is computed from the bills
-and store receipts recorded in the outbox during the shift. StorePos publishes no receipt event,
-so store sales come in through `record_receipt()` (or `store_pay()`, which wraps `pay`).
+and store receipts recorded in the outbox during the shift. Store sales arrive as the stores'
+RECEIPT events (`record_receipt()` books one by hand). The stores check the station's synced
+blacklist, as the dispensers do.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from cardcore.ports import Clock
 from cardcore.records import Bill
 from host_sim.bills import MAX_BATCH
 from terminal_sim.dispenser import Dispenser, StationBills
-from terminal_sim.events import BILL, MESSAGE, UPLOAD, Event, EventBus
+from terminal_sim.events import BILL, MESSAGE, RECEIPT, UPLOAD, Event, EventBus
 from terminal_sim.fuelling import BillType
 from terminal_sim.host_client import BillResult, HostClient, HostError
 from terminal_sim.store_pos import Item, Receipt, StorePos
@@ -234,8 +235,15 @@ class Station:
             self.escape_bills.escape.update(dispenser.station.escape)
             dispenser.station = self.escape_bills
             dispenser.blacklisted = self.blacklisted
+        for pos in self.store_pos_list:
+            pos.blacklisted = self.blacklisted
         self._names = {d.name for d in self.dispensers}
-        buses = {id(bus): bus} | {id(d.bus): d.bus for d in self.dispensers}
+        self._stores = {pos.name for pos in self.store_pos_list}
+        buses = (
+            {id(bus): bus}
+            | {id(d.bus): d.bus for d in self.dispensers}
+            | {id(p.bus): p.bus for p in self.store_pos_list}
+        )
         self._unsubscribe = [b.subscribe(self._on_event) for b in buses.values()]
 
     def close(self) -> None:
@@ -271,6 +279,12 @@ class Station:
         """A BILL of one of the station's dispensers: into the outbox. Never raises (the bus
         drops a subscriber that raises); a bill that cannot be stored is kept in memory and
         stored again by the next `collect()` or `upload()`."""
+        if event.kind == RECEIPT and event.terminal in self._stores:
+            try:
+                self.record_receipt(event.data["receipt"])  # idempotent: booked once
+            except Exception as exc:
+                self.bus.publish(Event(MESSAGE, self.name, {"text": f"receipt not booked: {exc}"}))
+            return
         if event.kind != BILL or event.terminal not in self._names:
             return
         bill = event.data["bill"]
@@ -521,10 +535,8 @@ class Station:
     def store_pay(
         self, pos: StorePos, pin: str, amount: int, items: Sequence[Item] = ()
     ) -> Receipt:
-        """`pos.pay` with the receipt booked into the shift."""
-        receipt = pos.pay(pin, amount, items)
-        self.record_receipt(receipt)
-        return receipt
+        """`pos.pay`; the receipt reaches the shift through the store's RECEIPT event."""
+        return pos.pay(pin, amount, items)
 
     # Shifts (班结) --------------------------------------------------------------------------
     def current_shift(self) -> _Shift | None:

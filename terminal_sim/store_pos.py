@@ -22,7 +22,7 @@ asks the re-inserted card for its proof of that debit (GET TRANSACTION PROVE, ty
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,7 +36,7 @@ from cardcore.layout import LockStatus, TxType
 from cardcore.ports import Clock, Reader
 from cardcore.sw import SW
 from terminal_sim.channel import CardRefused, Channel
-from terminal_sim.events import MESSAGE, Event, EventBus
+from terminal_sim.events import MESSAGE, RECEIPT, Event, EventBus
 from terminal_sim.fuelling import CardData, FuellingRefused, check_card, lock_status, read_card
 from terminal_sim.fuelling import read_psam as read_psam_files
 from terminal_sim.online import OnlineHost
@@ -150,6 +150,7 @@ class StorePos:
         bus: EventBus,
         clock: Clock,
         store_product: int = STORE_PRODUCT,
+        blacklisted: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.name = name
         self.card_reader = card
@@ -161,6 +162,8 @@ class StorePos:
         self.bus = bus
         self.clock = clock
         self.store_product = store_product
+        # The station's synced blacklist when it is given, else the host's.
+        self.blacklisted = blacklisted or host.blacklisted
         self.term: bytes | None = None
         self.receipts = 0
         self.in_doubt: InDoubt | None = None
@@ -215,7 +218,7 @@ class StorePos:
             if refused.sw == SW.APP_PERMANENTLY_BLOCKED:
                 raise self.refuse(Reason.BLOCKED, BLOCKED_FOR_GOOD) from None
             raise
-        if self.host.blacklisted(data.public.asn):
+        if self.blacklisted(data.public.asn):
             raise self.refuse(Reason.BLACKLISTED, BLACKLISTED)
         if lock_status(self.card).status == LockStatus.GREY:
             raise self.refuse(Reason.GREY, GREY)
@@ -250,7 +253,7 @@ class StorePos:
         items: Sequence[Item],
     ) -> Receipt:
         self.receipts += 1
-        return Receipt(
+        receipt = Receipt(
             self.receipts,
             self.name,
             self.start(),
@@ -263,6 +266,8 @@ class StorePos:
             tuple(items),
             dt,
         )
+        self.bus.publish(Event(RECEIPT, self.name, {"receipt": receipt}))
+        return receipt
 
     # A card lost mid-sale -----------------------------------------------------------------------
     def nothing_paid(self, lost: CardLost) -> CardLost:

@@ -310,7 +310,7 @@ def test_shift_report_totals_match_the_bills(world: World) -> None:
     pump.pull_card()
     escape = pump.hang_up()
     other = world.fill(1, Preset(1, volume=500))
-    receipt = world.station.store_pay(world.store, PIN, 1_234, (Item("water", 1_234),))
+    receipt = world.store.pay(PIN, 1_234, (Item("water", 1_234),))  # booked by its event
     world.pumps[1].insert_card(PIN)  # a second escape bill stays unsettled
     world.pumps[1].lift_nozzle(Preset(1, volume=400))
     world.pumps[1].tick(2)
