@@ -23,11 +23,7 @@ from cardcore.ports import Clock, Reader
 from cardcore.records import (
     NO_LIMIT,
     Bill,
-    Cardholder,
-    EtGeneralInfo,
     LockRecord,
-    PublicAppData,
-    Restrictions,
     TxLogEntry,
 )
 from terminal_sim.channel import CardRefused, Channel
@@ -48,7 +44,7 @@ from terminal_sim.fuelling import (
     read_psam,
     unlock_answer,
 )
-from terminal_sim.journal import Journal, JournalEntry
+from terminal_sim.journal import Journal
 from terminal_sim.readers import CardLost
 
 FUELLING_CARD_TYPES = {CardType.USER, CardType.STAFF, CardType.PUMP_TEST}
@@ -343,9 +339,9 @@ class Dispenser:
             data,
             self.term,
             now,
-            before_lock=lambda intent: self.journal.step(txn, "locking", **_lock_fields(intent)),
+            before_lock=lambda intent: self.journal.step(txn, "locking", **lock_fields(intent)),
         )
-        self.journal.step(txn, "locked", **_lock_fields(locked))
+        self.journal.step(txn, "locked", **lock_fields(locked))
         self.fuelling = Fuelling(txn, preset.nozzle, grade, data, locked, limit)
         self.enter(State.FUELLING)
         self.show(f"fuelling {grade.name}")
@@ -388,7 +384,7 @@ class Dispenser:
         sale = Sale(fuelling.nozzle, fuelling.grade.code, fuelling.grade.price, fuelling.volume)
         self.journal.step(fuelling.txn, "delivered", volume=fuelling.volume)
         unlock = unlock_answer(self.psam, fuelling.card.public.asn8, fuelling.locked, sale.amount)
-        self.journal.step(fuelling.txn, "unlock", **_unlock_fields(unlock))
+        self.journal.step(fuelling.txn, "unlock", **unlock_fields(unlock))
         bill = self.finish(
             fuelling.txn, fuelling.card, fuelling.locked, unlock, sale, fuelling.card_lost
         )
@@ -491,101 +487,14 @@ class Dispenser:
         return bill
 
     # Recovery --------------------------------------------------------------------------------
-    def lock_on_card(self, entry: JournalEntry) -> GreyLock | None:
-        """GREY LOCK was sent but its answer never journaled: the card's lock record says
-        whether it happened (same CTC, terminal and dt). If so, confirm it to the PSAM (E0 42
-        with the card's MAC2) and journal it, so the fuelling can be finished."""
-        intent = entry.data("locking")
-        if intent is None:
-            return None
-        try:
-            self.card_reader.connect()
-            read_card(self.card)
-            record = lock_status(self.card)
-        except CardLost:
-            return None  # without the card the lock cannot be proven: the office unlocks it
-        if (record.status, record.ctc, record.term, record.dt) != (
-            LockStatus.GREY,
-            intent["lock_ctc"],
-            intent["term"],
-            intent["dt"],
-        ):
-            return None
-        locked = GreyLock(**{**intent, "mac2": record.word22, "gtac": record.tac})
-        answer = self.psam.exchange(cmd.verify_grey_lock_mac2(locked.mac2))
-        if not answer.ok and answer.sw != 0x6985:  # 6985: the PSAM had confirmed it already
-            raise CardRefused(self.psam_reader.name, "VERIFY GREY-LOCK MAC2", answer.sw)
-        self.journal.step(entry.txn, "locked", **_lock_fields(locked))
-        return locked
-
-    @staticmethod
-    def card_data_from(entry: JournalEntry) -> CardData:
-        """The card as read at insertion, from the journal (the card itself may be gone)."""
-        begin = entry.data("begin") or {}
-        return CardData(
-            PublicAppData.from_bytes(begin["ef15"]),
-            Cardholder.from_bytes(begin["ef16"]),
-            EtGeneralInfo.from_bytes(begin["ef1b"]),
-            Restrictions.from_bytes(begin["ef1c"]),
-        )
-
     def recover(self) -> list[Bill]:
         """Finish every journaled fuelling of this pump after a crash or power loss."""
-        bills = []
-        for entry in self.journal.unfinished(self.name):
-            bills.append(self.recover_one(entry))
-        return bills
+        from terminal_sim.dispenser_recovery import recover_one  # it imports this module
 
-    def recover_one(self, entry: JournalEntry) -> Bill:
-        locked_data = entry.data("locked")
-        if locked_data is None:
-            found = self.lock_on_card(entry)
-            if found is None:  # the lock never happened: nothing to finish
-                self.journal.step(entry.txn, "done", aborted=True)
-                raise self.refuse("the interrupted fuelling never locked the card")
-            locked = found
-        else:
-            locked = GreyLock(**locked_data)
-        volume = max((d["volume"] for n, d in entry.steps if n == "delivered"), default=0)
-        begin = entry.data("begin") or {}
-        grade = self.nozzles[int(begin["nozzle"])]
-        sale = Sale(int(begin["nozzle"]), grade.code, grade.price, volume)
-        asn = begin["asn"]
-        unlock_data = entry.data("unlock")
-        unlock = (
-            UnlockAnswer(**unlock_data)
-            if unlock_data is not None
-            else unlock_answer(self.psam, asn[2:], locked, sale.amount)
-        )
-        self.journal.step(entry.txn, "unlock", **_unlock_fields(unlock))
-        debited = entry.data("debited")
-        try:
-            self.card_reader.connect()
-            data = read_card(self.card)
-        except CardLost:
-            if debited is not None:  # the card paid; the next insertion clears its TAC-unread
-                return self.debited(
-                    entry.txn,
-                    self.card_data_from(entry),
-                    locked,
-                    unlock,
-                    sale,
-                    debited["tac"],
-                    debited["dt"],
-                    card_present=False,
-                )
-            # the card is gone: keep an escape bill for the delivered fuel
-            return self.escaped(entry.txn, self.card_data_from(entry), locked, unlock, sale)
-        record = lock_status(self.card)
-        if record.status == LockStatus.GREY and record.ctc == locked.lock_ctc:
-            return self.finish(entry.txn, data, locked, unlock, sale, card_lost=False)
-        if record.tx_type == TxType.DEBIT_FOR_UNLOCK and record.ctc == locked.lock_ctc + 1:
-            # The debit happened; its answer was lost. The lock record holds the TAC.
-            return self.debited(entry.txn, data, locked, unlock, sale, record.tac, record.dt)
-        raise self.refuse("the card does not match the interrupted fuelling")
+        return [recover_one(self, entry) for entry in self.journal.unfinished(self.name)]
 
 
-def _lock_fields(locked: GreyLock) -> dict[str, object]:
+def lock_fields(locked: GreyLock) -> dict[str, object]:
     return {
         "lock_ctc": locked.lock_ctc,
         "lock_ttc": locked.lock_ttc,
@@ -597,7 +506,7 @@ def _lock_fields(locked: GreyLock) -> dict[str, object]:
     }
 
 
-def _unlock_fields(unlock: UnlockAnswer) -> dict[str, object]:
+def unlock_fields(unlock: UnlockAnswer) -> dict[str, object]:
     return {
         "amount": unlock.amount,
         "gmac": unlock.gmac,
