@@ -3,7 +3,8 @@
 `pay` checks the card before any value command and refuses with these exact texts (`Reason`):
 1. the ET application is blocked (SELECT answers 6A81 or 9303). A blocked card cannot be read,
    so its ASN, and with it the blacklist, is unknown: the block answers first;
-2. the host's blacklist: "card blacklisted: keep the card and call the office";
+2. the blacklist (the station's synced list, else the host's): "card blacklisted: keep the card
+   and call the office";
 3. grey (lock status 01): "unlock at a pump or an issuing office first" (the spec's words);
 4. the purse is unusable: expired, not yet valid, or a balance below the sale;
 5. the store flag (EF15 byte 29) is not 01: "store purchases not enabled for this card" (the
