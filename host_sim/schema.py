@@ -9,6 +9,8 @@ append-only.
 
 from __future__ import annotations
 
+from host_sim import schema_clearing, schema_fleet, schema_online, schema_promotions
+
 _ACCESS = """
 CREATE TABLE access_keys (
     ak TEXT PRIMARY KEY,
@@ -161,5 +163,14 @@ CREATE TABLE blacklist (
 );
 """
 
-MIGRATIONS: list[str] = [_ACCESS, _LEDGER, _BILLS, _BLACKLIST]
+MIGRATIONS: list[str] = [
+    _ACCESS,
+    _LEDGER,
+    _BILLS,
+    _BLACKLIST,
+    schema_online.MIGRATION,
+    schema_clearing.MIGRATION,
+    schema_promotions.MIGRATION,
+    schema_fleet.MIGRATION,
+]
 """Migration n is MIGRATIONS[n - 1]; `schema_version` records the ones applied."""

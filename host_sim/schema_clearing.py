@@ -1,0 +1,3 @@
+"""Schema migration: Clearing, settlement and reconciliation (see host_sim.schema)."""
+
+MIGRATION = ""

@@ -1,0 +1,3 @@
+"""Schema migration: Fleet accounts and virtual cards (see host_sim.schema)."""
+
+MIGRATION = ""

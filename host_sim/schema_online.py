@@ -1,0 +1,3 @@
+"""Schema migration: online loads, unlocks and maintenance requests (see host_sim.schema)."""
+
+MIGRATION = ""

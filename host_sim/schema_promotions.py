@@ -1,0 +1,3 @@
+"""Schema migration: Promotions and test knobs (see host_sim.schema)."""
+
+MIGRATION = ""

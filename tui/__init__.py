@@ -1,0 +1,1 @@
+"""The Textual app: a thin client of terminal_sim's service API."""
