@@ -403,3 +403,42 @@ class Bill:
 
 
 BILL_BODY = struct.Struct(">IB7s10sI3sH4s4s4s10s6sIBBBBBH3sHBI11s")
+
+
+STORE_SALE = struct.Struct(">6sI10sII7s4sHI")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSale:
+    """A store POS sale as the station uploads it [decision: 45 bytes, no PSAM MAC].
+
+    The card's purchase TAC covers amount, type 05, term, PSAM TTC and dt, so the host can prove
+    the sale without a TMAC; (term, PSAM TTC) identifies it. `number` is the receipt number.
+    """
+
+    term: bytes
+    psam_ttc: int
+    asn: bytes
+    amount: int
+    balance_after: int
+    dt: bytes
+    tac: bytes
+    product: int
+    number: int = 0
+
+    def to_bytes(self) -> bytes:
+        return STORE_SALE.pack(
+            self.term,
+            self.psam_ttc,
+            self.asn,
+            self.amount,
+            self.balance_after,
+            self.dt,
+            self.tac,
+            self.product,
+            self.number,
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> StoreSale:
+        return cls(*_unpack(STORE_SALE, raw, "store sale"))

@@ -6,9 +6,9 @@ import re
 
 from fastapi import APIRouter, Request
 
-from host_sim.access import normalise_terminal, station_of
+from host_sim.access import AccessKey, normalise_terminal, station_of
 from host_sim.bills import MAX_BATCH, upload_bills
-from host_sim.deps import AUTH_ERRORS, Caller, SignedRoute, host, scoped
+from host_sim.deps import AUTH_ERRORS, Caller, HostContext, SignedRoute, host, scoped
 from host_sim.errors import ApiError, bad_request
 from host_sim.models import BillBatch, BillBatchResult, BillResult, ErrorBody
 
@@ -24,6 +24,29 @@ def _bill_bytes(index: int, text: str) -> bytes:
     if len(text) != 256:
         raise bad_request(field, f"must be 256 hex digits (128 bytes), got {len(text)}")
     return bytes.fromhex(text)
+
+
+def uploader_terminal(key: AccessKey, terminal_id: str, context: HostContext) -> str:
+    """The uploading terminal: the key's own, or one registered to the key's station."""
+    try:
+        terminal = normalise_terminal(terminal_id)
+    except ValueError:
+        raise bad_request("terminal_id", "must be 12 hex digits") from None
+    with context.db.connect() as conn:
+        station, registered = station_of(conn, terminal)
+    allowed = (key.kind == "terminal" and key.owner == terminal) or (
+        key.kind == "station" and registered and station == key.owner
+    )
+    if not allowed:
+        raise ApiError(
+            "E_TERMINAL_MISMATCH",
+            403,
+            f"access key {key.ak!r} ({key.kind} {key.owner}) may not upload for terminal "
+            f"{terminal}",
+            terminal_id=terminal,
+            key_owner=key.owner,
+        )
+    return terminal
 
 
 @router.post(
@@ -49,24 +72,7 @@ def upload(
     request: Request,
 ) -> BillBatchResult:
     context = host(request)
-    try:
-        terminal = normalise_terminal(batch.terminal_id)
-    except ValueError:
-        raise bad_request("terminal_id", "must be 12 hex digits") from None
-    with context.db.connect() as conn:
-        station, registered = station_of(conn, terminal)
-    allowed = (key.kind == "terminal" and key.owner == terminal) or (
-        key.kind == "station" and registered and station == key.owner
-    )
-    if not allowed:
-        raise ApiError(
-            "E_TERMINAL_MISMATCH",
-            403,
-            f"access key {key.ak!r} ({key.kind} {key.owner}) may not upload for terminal "
-            f"{terminal}",
-            terminal_id=terminal,
-            key_owner=key.owner,
-        )
+    terminal = uploader_terminal(key, batch.terminal_id, context)
     if len(batch.bills) > MAX_BATCH:
         raise bad_request("bills", f"at most {MAX_BATCH} bills per batch, got {len(batch.bills)}")
     raws = [_bill_bytes(i, text) for i, text in enumerate(batch.bills)]

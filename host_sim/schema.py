@@ -9,7 +9,13 @@ append-only.
 
 from __future__ import annotations
 
-from host_sim import schema_clearing, schema_fleet, schema_online, schema_promotions
+from host_sim import (
+    schema_clearing,
+    schema_fleet,
+    schema_online,
+    schema_promotions,
+    schema_store,
+)
 
 _ACCESS = """
 CREATE TABLE access_keys (
@@ -172,5 +178,6 @@ MIGRATIONS: list[str] = [
     schema_clearing.MIGRATION,
     schema_promotions.MIGRATION,
     schema_fleet.MIGRATION,
+    schema_store.MIGRATION,
 ]
 """Migration n is MIGRATIONS[n - 1]; `schema_version` records the ones applied."""

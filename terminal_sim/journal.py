@@ -119,3 +119,12 @@ class Journal:
                 (terminal, terminal),
             ).fetchall()
         return [self.entry(txn) for (txn,) in rows]
+
+    def finished(self, terminal: str | None = None) -> list[JournalEntry]:
+        """The closed transactions, oldest first (a station collects what they produced)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM txn WHERE finished = 1 AND (? IS NULL OR terminal = ?) ORDER BY id",
+                (terminal, terminal),
+            ).fetchall()
+        return [self.entry(txn) for (txn,) in rows]

@@ -16,9 +16,12 @@ card; a wrong PIN writes only the try counter.
 Store sales carry `STORE_PRODUCT` (9999), the one product code the centre reserves for store
 consumption, so settlement can tell oil from non-oil (grades are codes like 0092).
 
-A card lost before DEBIT FOR PURCHASE was sent took no money: `CardLost` says so. A card lost
-after it was sent leaves the sale in doubt; the POS then refuses new sales until `recover()`
-asks the re-inserted card for its proof of that debit (GET TRANSACTION PROVE, type 05).
+A card lost before DEBIT FOR PURCHASE was sent took no money: `CardLost` says so. From the
+moment it is sent the sale is in doubt; the POS then refuses new sales until `recover()` asks
+the re-inserted card for its proof of that debit (GET TRANSACTION PROVE, type 05). With a
+`journal` the doubt is durable: it is journaled before DEBIT FOR PURCHASE goes out, so a POS
+restarted after a crash or power loss picks it up again (`in_doubt`), and a sale whose debit
+was never sent is closed as aborted. The receipt number is then the journal's transaction id.
 """
 
 from __future__ import annotations
@@ -31,18 +34,19 @@ from cardcore import commands as cmd
 from cardcore import layout
 from cardcore.apdu import CommandApdu
 from cardcore.bcd import asn_to_card_number, parse_bcd_dt
-from cardcore.commands import command_name
 from cardcore.errors import FuelsimError
 from cardcore.layout import LockStatus, TxType
 from cardcore.ports import Clock, Reader
+from cardcore.records import StoreSale
 from cardcore.sw import SW
 from terminal_sim.channel import CardRefused, Channel
 from terminal_sim.events import MESSAGE, RECEIPT, Event, EventBus
 from terminal_sim.fuelling import CardData, FuellingRefused, check_card, lock_status, read_card
 from terminal_sim.fuelling import read_psam as read_psam_files
+from terminal_sim.journal import Journal, JournalEntry
 from terminal_sim.online import OnlineHost
-from terminal_sim.purchase import purchase
-from terminal_sim.readers import CardLost, Exchange, TracingReader
+from terminal_sim.purchase import DebitIntent, purchase
+from terminal_sim.readers import CardLost
 
 STORE_PRODUCT = 0x9999  # [decision] the product code reserved for store (non-oil) sales
 
@@ -113,6 +117,20 @@ class Receipt:
     items: tuple[Item, ...]
     dt: bytes
 
+    def sale(self) -> StoreSale:
+        """The record the station uploads to the host for this receipt."""
+        return StoreSale(
+            self.term,
+            self.psam_ttc,
+            self.asn,
+            self.amount,
+            self.balance_after,
+            self.dt,
+            self.tac,
+            self.product,
+            self.number,
+        )
+
     def text(self) -> str:
         number = asn_to_card_number(self.asn)
         lines = [
@@ -139,6 +157,24 @@ class InDoubt:
     ttc: int
     dt: bytes
     items: tuple[Item, ...]
+    txn: int | None = None  # its journal transaction
+
+    @classmethod
+    def from_journal(cls, entry: JournalEntry) -> InDoubt | None:
+        begin, debit = entry.data("begin") or {}, entry.data("debiting")
+        if debit is None:
+            return None
+        items = tuple(Item(name, price, quantity) for name, price, quantity in begin["items"])
+        return cls(
+            begin["asn"],
+            debit["ctc"],
+            debit["balance_before"],
+            begin["amount"],
+            debit["ttc"],
+            debit["dt"],
+            items,
+            entry.txn,
+        )
 
 
 class StorePos:
@@ -152,11 +188,11 @@ class StorePos:
         clock: Clock,
         store_product: int = STORE_PRODUCT,
         blacklisted: Callable[[bytes], bool] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.name = name
         self.card_reader = card
-        self.sent: list[Exchange] = []  # the card's exchanges of the current sale
-        self.card = Channel(TracingReader(card, [self.sent.append]))
+        self.card = Channel(card)
         self.psam_reader = psam
         self.psam = Channel(psam)
         self.host = host
@@ -167,7 +203,12 @@ class StorePos:
         self.blacklisted = blacklisted or host.blacklisted
         self.term: bytes | None = None
         self.receipts = 0
+        self.journal = journal
         self.in_doubt: InDoubt | None = None
+        for entry in journal.unfinished(name) if journal else ():
+            self.in_doubt = InDoubt.from_journal(entry)
+            if self.in_doubt is None:  # DEBIT FOR PURCHASE never went out: nothing was paid
+                self._finish(entry.txn, aborted=True)
 
     def show(self, text: str) -> None:
         self.bus.publish(Event(MESSAGE, self.name, {"text": text}))
@@ -192,22 +233,57 @@ class StorePos:
             raise self.refuse(Reason.IN_DOUBT, IN_DOUBT)
         term = self.start()
         now = self.clock.now()
-        self.sent.clear()
         try:
             self.card_reader.connect()
             data = self.check(amount)
             self.verify(verify)
         except CardLost as lost:
             raise self.nothing_paid(lost) from lost
+        asn, sold = data.public.asn, tuple(items)
+        txn = self._begin(asn, amount, sold)
+
+        def before_debit(intent: DebitIntent) -> None:
+            if self.journal is not None and txn is not None:
+                self.journal.step(
+                    txn,
+                    "debiting",
+                    ctc=intent.ctc,
+                    balance_before=intent.balance_before,
+                    ttc=intent.ttc,
+                    dt=intent.dt,
+                )
+            self.in_doubt = InDoubt(
+                asn, intent.ctc, intent.balance_before, amount, intent.ttc, intent.dt, sold, txn
+            )
+
         try:
-            result = purchase(self.card, self.psam, data.public, term, amount, now)
+            result = purchase(self.card, self.psam, data.public, term, amount, now, before_debit)
         except CardLost as lost:
-            raise self.lost(lost, data, amount, tuple(items)) from lost
+            raise self.lost(lost) from lost
+        except Exception:
+            if self.in_doubt is None:  # DEBIT FOR PURCHASE never went out
+                self._finish(txn, aborted=True)
+            raise
+        self.in_doubt = None
         after = result.balance_before - amount
         self.show(f"paid {yuan(amount)}; balance {yuan(after)}")
-        return self.receipt(
-            data.public.asn, amount, after, result.tac, result.ttc, result.dt, items
+        return self.receipt(asn, amount, after, result.tac, result.ttc, result.dt, sold, txn)
+
+    def _begin(self, asn: bytes, amount: int, items: tuple[Item, ...]) -> int | None:
+        if self.journal is None:
+            return None
+        return self.journal.begin(
+            "store sale",
+            self.name,
+            self.clock.now().isoformat(),
+            asn=asn,
+            amount=amount,
+            items=[[i.name, i.price, i.quantity] for i in items],
         )
+
+    def _finish(self, txn: int | None, **data: object) -> None:
+        if self.journal is not None and txn is not None:
+            self.journal.step(txn, "done", **data)
 
     def check(self, amount: int) -> CardData:
         """The store's checks, in their order; returns the card's files."""
@@ -252,10 +328,11 @@ class StorePos:
         ttc: int,
         dt: bytes,
         items: Sequence[Item],
+        txn: int | None = None,
     ) -> Receipt:
         self.receipts += 1
         receipt = Receipt(
-            self.receipts,
+            txn or self.receipts,
             self.name,
             self.start(),
             asn,
@@ -267,6 +344,7 @@ class StorePos:
             tuple(items),
             dt,
         )
+        self._finish(txn, sale=receipt.sale().to_bytes())
         self.bus.publish(Event(RECEIPT, self.name, {"receipt": receipt}))
         return receipt
 
@@ -276,26 +354,12 @@ class StorePos:
         self.show(text)
         return CardLost(text)
 
-    def lost(
-        self, lost: CardLost, data: CardData, amount: int, items: tuple[Item, ...]
-    ) -> CardLost:
-        """What a lost card or PSAM means for the sale, from the card exchanges that went on."""
-        sent = {command_name(CommandApdu.from_bytes(e.command)): e for e in self.sent}
-        debit, init = sent.get("DEBIT FOR PURCHASE"), sent.get("INITIALIZE FOR PURCHASE")
-        if debit is None or init is None or init.response is None:
+    def lost(self, lost: CardLost) -> CardLost:
+        """A card or PSAM lost mid-sale: in doubt once DEBIT FOR PURCHASE went out."""
+        if self.in_doubt is None:
             return self.nothing_paid(lost)
-        ttc_dt = CommandApdu.from_bytes(debit.command).data
-        self.in_doubt = InDoubt(
-            data.public.asn,
-            int.from_bytes(init.response[4:6], "big"),
-            int.from_bytes(init.response[:4], "big"),
-            amount,
-            int.from_bytes(ttc_dt[:4], "big"),
-            ttc_dt[4:11],
-            items,
-        )
         text = (
-            f"{lost}: the debit of {yuan(amount)} was sent without an answer; "
+            f"{lost}: the debit of {yuan(self.in_doubt.amount)} was sent without an answer; "
             "insert the card again and recover the sale"
         )
         self.show(text)
@@ -316,9 +380,12 @@ class StorePos:
             raise CardRefused(self.card.name, "GET TRANSACTION PROVE", proof.sw)
         self.in_doubt = None
         if proof.sw == SW.PROOF_NOT_FOUND:
+            self._finish(doubt.txn, aborted=True)
             self.show(f"the card was not debited: {yuan(doubt.amount)} is still to pay")
             return None
         after = doubt.balance_before - doubt.amount
         self.show(f"paid {yuan(doubt.amount)}; balance {yuan(after)}")
         tac = proof.data[4:8]
-        return self.receipt(doubt.asn, doubt.amount, after, tac, doubt.ttc, doubt.dt, doubt.items)
+        return self.receipt(
+            doubt.asn, doubt.amount, after, tac, doubt.ttc, doubt.dt, doubt.items, doubt.txn
+        )

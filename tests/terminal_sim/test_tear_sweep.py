@@ -1,11 +1,12 @@
 """Tear sweep of the terminal flows: crash the terminal at every APDU boundary and cut the card's
 power inside every card write, then recover and check that card, journal and books agree.
 
-Flows: the grey-lock fuelling at a dispenser (crash after every card/PSAM APDU, with the answer
-received or lost, recovery with the card present or gone; power cut at every card write point of
-the whole flow). Not yet covered: the store purchase, the load, and uploading to host_sim.
-After recovery every fen the card lost is on exactly one booked bill/receipt/load, the journal has
-no unfinished transaction and the card is not left grey.
+Flows: the grey-lock fuelling at a dispenser and the store purchase at the POS (crash after every
+card/PSAM APDU, with the answer received or lost, recovery with the card present or gone; power
+cut at every card write point of the whole flow). After recovery every fen the card lost is on
+exactly one journaled bill or receipt, the host (host_sim's bill and store-sale upload over its
+SQLite ledger, each record sent twice) booked exactly that, the journal has no unfinished
+transaction and the card is not left grey.
 """
 
 from __future__ import annotations
@@ -24,19 +25,28 @@ from card_profiles.nvm import PowerLost, WritePoint
 from card_profiles.psam import Psam
 from cardcore.clockrng import ManualClock, SeededRng
 from cardcore.layout import LockStatus
-from cardcore.records import Bill, LockRecord
+from cardcore.records import Bill, LockRecord, StoreSale
+from host_sim import ledger
+from host_sim.access import add_terminal
+from host_sim.bills import upload_bills
+from host_sim.db import Database
+from host_sim.store_sales import upload_sales
+from hsm_mock.hsm import MockHsm
 from terminal_sim.channel import CardRefused
 from terminal_sim.dispenser import Dispenser, DispenserRefused, Grade, Preset, StationBills
 from terminal_sim.events import EventBus
 from terminal_sim.fuelling import BillType, Sale
 from terminal_sim.issuing import IssuedCard
 from terminal_sim.journal import Journal
+from terminal_sim.online import InProcessHost
 from terminal_sim.readers import CardLost, InProcReader
+from terminal_sim.store_pos import IN_DOUBT, Item, StorePos, StoreRefused
 
 NOZZLES = {1: Grade(0x0092, "92#", 750)}
 START = datetime(2026, 11, 22, 10, 0, 0)
 PIN = "999999"
 OFFICE_TERM = bytes.fromhex("440101009901")
+PUMP, STORE, STATION = "440101000001", "440101000101", "44010100"
 CASES: dict[str, int] = {}
 
 
@@ -94,9 +104,41 @@ def lock_record(card: FuelCard) -> LockRecord:
     return LockRecord.from_bytes(card.nvm.cells["lock"])
 
 
+class HostBooks:
+    """host_sim's upload paths over a real SQLite file: what the host books of the terminals'
+    records. Every record is sent twice (a retry after a lost answer): the second is a
+    duplicate and books nothing."""
+
+    def __init__(self, directory: Path, hsm: MockHsm) -> None:
+        self.db = Database(directory / "host.sqlite")
+        self.hsm = hsm
+        for terminal in (PUMP, STORE):
+            add_terminal(self.db, terminal, STATION)
+
+    def book_bills(self, bills: list[Bill], label: str) -> None:
+        raws = [bill.to_bytes() for bill in bills]
+        for expected in ("accepted", "duplicate"):
+            outcomes = upload_bills(self.db, self.hsm, raws, uploader=PUMP, ak="t", now=START)
+            assert {o.status for o in outcomes} <= {expected}, f"{label}: {outcomes}"
+
+    def book_sales(self, sales: list[StoreSale], label: str) -> None:
+        raws = [sale.to_bytes() for sale in sales]
+        for expected in ("accepted", "duplicate"):
+            outcomes = upload_sales(self.db, self.hsm, raws, uploader=STORE, ak="t", now=START)
+            assert {o.status for o in outcomes} <= {expected}, f"{label}: {outcomes}"
+
+    def card_spent(self, card: FuelCard) -> int:
+        """What the host's ledger says the card paid (its account is credit-normal)."""
+        asn = card.nvm.cells["ef15"][10:20].hex().upper()
+        with self.db.connect() as conn:
+            return -ledger.balance(conn, ledger.card_account(asn))
+
+
 # Grey-lock fuelling ---------------------------------------------------------------------------
 class Station:
-    def __init__(self, issued: Callable[[str], IssuedCard], directory: Path) -> None:
+    def __init__(
+        self, issued: Callable[[str], IssuedCard], hsm: MockHsm, directory: Path
+    ) -> None:
         applet = in_memory(dict(issued("normal").cells), SeededRng(1))
         psam = in_memory(dict(issued("psam-dispenser").cells), SeededRng(5))
         assert isinstance(applet, FuelCard) and isinstance(psam, Psam)
@@ -106,6 +148,7 @@ class Station:
         self.bills = StationBills()
         self.pumps: list[Dispenser] = []
         self.initial = balance(applet)
+        self.host = HostBooks(directory, hsm)
 
     def pump(self, name: str, fault: Fault | None = None, psam: Psam | None = None) -> Dispenser:
         fault = fault or Fault()
@@ -190,6 +233,8 @@ def check_fuelling(station: Station, label: str) -> None:
         delivered += Sale(1, 0x0092, 750, volume).amount
         assert Bill.from_bytes(done["bill"]) in bills, f"{label}: journaled bill not held"
     assert delivered == lost, f"{label}: delivered {delivered} fen, card paid {lost}"
+    station.host.book_bills(bills, label)
+    assert station.host.card_spent(station.card) == lost, f"{label}: host ledger vs card"
 
 
 def lock_not_journaled(station: Station) -> bool:
@@ -225,17 +270,24 @@ def count(flow: str, n: int) -> None:
 
 
 @pytest.fixture
-def fresh(issued: Callable[[str], IssuedCard], tmp_path: Path) -> Callable[[], Station]:
+def directories(tmp_path: Path) -> Callable[[], Path]:
     made = 0
 
-    def make() -> Station:
+    def make() -> Path:
         nonlocal made
         made += 1
         directory = tmp_path / str(made)
         directory.mkdir()
-        return Station(issued, directory)
+        return directory
 
     return make
+
+
+@pytest.fixture
+def fresh(
+    issued: Callable[[str], IssuedCard], hsm: MockHsm, directories: Callable[[], Path]
+) -> Callable[[], Station]:
+    return lambda: Station(issued, hsm, directories())
 
 
 def test_fuelling_crash_at_every_apdu_boundary(fresh: Callable[[], Station]) -> None:
@@ -296,3 +348,131 @@ def test_grey_lock_done_but_not_journaled_is_recovered(fresh: Callable[[], Stati
     assert lock_record(station.card).status == LockStatus.GREY
     recover_and_settle(station, card_present=True)
     check_fuelling(station, "GREY LOCK done, answer lost")
+
+
+# Store purchase -------------------------------------------------------------------------------
+class Store:
+    """A store POS of the station with its card, PSAM, journal and the host's books."""
+
+    def __init__(self, issued: Callable[[str], IssuedCard], hsm: MockHsm, directory: Path) -> None:
+        card = in_memory(dict(issued("store-enabled").cells), SeededRng(1))
+        psam = in_memory(dict(issued("psam-store").cells), SeededRng(5))
+        assert isinstance(card, FuelCard) and isinstance(psam, Psam)
+        self.card, self.psam, self.hsm = card, psam, hsm
+        self.clock = ManualClock(START)
+        self.journal = Journal(directory / "journal.sqlite")
+        self.host = HostBooks(directory, hsm)
+        self.initial = balance(card)
+
+    def pos(self, fault: Fault | None = None) -> StorePos:
+        """The POS as it starts: a restarted one finds its unfinished sale in the journal."""
+        fault = fault or Fault()
+        pos = StorePos(
+            "store-1",
+            FaultyReader(self.card, "card", fault),
+            FaultyReader(self.psam, "psam", fault),
+            InProcessHost(self.hsm, self.clock),
+            EventBus(),
+            self.clock,
+            blacklisted=lambda asn: False,
+            journal=self.journal,
+        )
+        pos.start()
+        fault.apdus = 0  # count from the sale's first card command
+        return pos
+
+
+def store_sale(pos: StorePos) -> None:
+    pos.pay(PIN, 700, [Item("coffee", 700)])
+
+
+def run_sale_interrupted(store: Store, fault: Fault) -> None:
+    with contextlib.suppress(Crash, CardLost, CardRefused, StoreRefused):
+        store_sale(store.pos(fault))
+    store.card.nvm.tear_hook = None
+    store.card.power_off()
+    store.psam.power_off()
+
+
+def recover_sale(store: Store, card_present: bool) -> None:
+    """Restart the POS; recover the sale in doubt (after the card comes back when it was gone),
+    then sell again: the POS must take sales after recovery."""
+    restarted = store.pos()
+    reader = restarted.card_reader
+    assert isinstance(reader, InProcReader)
+    if restarted.in_doubt is not None:
+        if not card_present:
+            reader.remove()
+            with pytest.raises(StoreRefused, match=IN_DOUBT):
+                restarted.pay(PIN, 100)
+            reader.insert()
+        restarted.recover()
+    assert store.journal.unfinished() == [], "a journaled sale is left unfinished"
+    restarted.pay(PIN, 100)
+
+
+def check_store(store: Store, label: str) -> list[str]:
+    try:
+        done = [e.data("done") or {} for e in store.journal.finished("store-1")]
+        sales = [StoreSale.from_bytes(d["sale"]) for d in done if "sale" in d]
+        assert all("sale" in d or d.get("aborted") for d in done), f"{label}: {done}"
+        lost = store.initial - balance(store.card)
+        assert sum(s.amount for s in sales) == lost, f"{label}: receipts {sales} vs card -{lost}"
+        keys = [(s.term, s.psam_ttc) for s in sales]
+        assert len(keys) == len(set(keys)), f"{label}: one sale journaled twice"
+        store.host.book_sales(sales, label)
+        assert store.host.card_spent(store.card) == lost, f"{label}: host ledger vs card"
+    except AssertionError as failed:
+        return [str(failed).splitlines()[0]]
+    return []
+
+
+@pytest.fixture
+def store(
+    issued: Callable[[str], IssuedCard], hsm: MockHsm, directories: Callable[[], Path]
+) -> Callable[[], Store]:
+    return lambda: Store(issued, hsm, directories())
+
+
+def test_store_sale_crash_at_every_apdu_boundary(store: Callable[[], Store]) -> None:
+    probe = store()
+    total = Fault()
+    store_sale(probe.pos(total))
+    assert check_store(probe, "untorn") == [] and total.apdus >= 8
+    cases, failures = 0, list[str]()
+    for k in range(total.apdus + 1):
+        for ran in (False, True):
+            for card_present in (True, False):
+                shop = store()
+                fault = Fault(apdu=k, ran=ran)
+                run_sale_interrupted(shop, fault)
+                assert fault.fired == (k < total.apdus)
+                recover_sale(shop, card_present)
+                failures += check_store(shop, f"crash after APDU {k} ran={ran} card={card_present}")
+                cases += 1
+    assert not failures, "\n".join(failures)
+    count("store sale crash", cases)
+    assert cases == (total.apdus + 1) * 4
+
+
+def test_store_sale_power_cut_at_every_card_write(store: Callable[[], Store]) -> None:
+    probe = store()
+    total = Fault()
+    arm_tear(probe.card, total)
+    store_sale(probe.pos(total))
+    assert total.writes >= 3
+    cases, failures = 0, list[str]()
+    for w in range(total.writes):
+        for card_present in (True, False):
+            shop = store()
+            fault = Fault(write=w)
+            arm_tear(shop.card, fault)
+            run_sale_interrupted(shop, fault)
+            assert fault.fired
+            recover_sale(shop, card_present)
+            label = f"power cut at write {w} {fault.points[-1]} card={card_present}"
+            failures += check_store(shop, label)
+            cases += 1
+    assert not failures, "\n".join(failures)
+    count("store sale tear", cases)
+    assert cases == total.writes * 2
