@@ -136,9 +136,7 @@ class HostBooks:
 
 # Grey-lock fuelling ---------------------------------------------------------------------------
 class Station:
-    def __init__(
-        self, issued: Callable[[str], IssuedCard], hsm: MockHsm, directory: Path
-    ) -> None:
+    def __init__(self, issued: Callable[[str], IssuedCard], hsm: MockHsm, directory: Path) -> None:
         applet = in_memory(dict(issued("normal").cells), SeededRng(1))
         psam = in_memory(dict(issued("psam-dispenser").cells), SeededRng(5))
         assert isinstance(applet, FuelCard) and isinstance(psam, Psam)
