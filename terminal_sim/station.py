@@ -1,8 +1,9 @@
 """A station: its dispensers and store POS, a durable bill outbox, blacklist sync and shifts.
 
-Every bill a dispenser publishes (a BILL event) goes first into the station's **outbox**, one
-SQLite file in WAL mode with synchronous=FULL (the journal's style). `upload()` sends the pending
-bills to the host in batches; a bill leaves the pending state only when the host has answered
+Every bill a dispenser publishes (a BILL event) and every store sale (a RECEIPT event, or found
+in the store POS's journal by `collect()`) goes first into the station's **outbox**, one SQLite
+file in WAL mode with synchronous=FULL (the journal's style). `upload()` sends the pending bills
+and sales to the host in batches; a bill leaves the pending state only when the host has answered
 for it (`accepted` or `duplicate` → sent, `rejected` → rejected with the host's reason). A host
 that cannot be reached leaves everything pending and moves the retry time back (exponential
 backoff). The host identifies a bill by (term, PSAM TTC, bill type), so sending a bill again
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from cardcore.errors import FuelsimError
 from cardcore.ports import Clock
-from cardcore.records import Bill
+from cardcore.records import Bill, StoreSale
 from host_sim.bills import MAX_BATCH
 from terminal_sim.dispenser import Dispenser, StationBills
 from terminal_sim.events import BILL, MESSAGE, RECEIPT, UPLOAD, Event, EventBus
@@ -82,6 +83,7 @@ CREATE TABLE IF NOT EXISTS blacklist (asn TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+STORE_SALE_TYPE = 0x05  # outbox rows of store sales: the card's transaction type, ED purchase
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 600
 
@@ -327,6 +329,9 @@ class Station:
         for dispenser in self.dispensers:
             for bill in dispenser.bills:
                 added += self.record_bill(bill, dispenser.name)
+        for pos in self.store_pos_list:  # sales whose RECEIPT event the station missed
+            for raw in pos.journaled_sales():
+                added += self.record_sale(pos.name, StoreSale.from_bytes(raw))
         return added
 
     def outbox_state(self) -> OutboxState:
@@ -337,7 +342,8 @@ class Station:
     def pending_bills(self) -> list[Bill]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT raw FROM outbox WHERE status = 'pending' ORDER BY id"
+                "SELECT raw FROM outbox WHERE status = 'pending' AND bill_type <> ? ORDER BY id",
+                (STORE_SALE_TYPE,),
             ).fetchall()
         return [Bill.from_bytes(raw) for (raw,) in rows]
 
@@ -345,7 +351,9 @@ class Station:
         """(bill, reason, message) of the bills the host refused."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT raw, reason, message FROM outbox WHERE status = 'rejected' ORDER BY id"
+                "SELECT raw, reason, message FROM outbox WHERE status = 'rejected'"
+                " AND bill_type <> ? ORDER BY id",
+                (STORE_SALE_TYPE,),
             ).fetchall()
         return [(Bill.from_bytes(raw), str(r), str(m)) for raw, r, m in rows]
 
@@ -372,19 +380,25 @@ class Station:
         counts = _Counts()
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, terminal, raw FROM outbox WHERE status = 'pending' ORDER BY id"
+                "SELECT id, terminal, bill_type = ?, raw FROM outbox WHERE status = 'pending'"
+                " ORDER BY id",
+                (STORE_SALE_TYPE,),
             ).fetchall()
-        by_terminal: dict[str, list[tuple[int, bytes]]] = {}
-        for row_id, terminal, raw in rows:
-            by_terminal.setdefault(terminal, []).append((row_id, raw))
-        for terminal, items in by_terminal.items():
+        by_terminal: dict[tuple[str, bool], list[tuple[int, bytes]]] = {}
+        for row_id, terminal, is_sale, raw in rows:
+            by_terminal.setdefault((terminal, bool(is_sale)), []).append((row_id, raw))
+        for (terminal, is_sale), items in by_terminal.items():
             for start in range(0, len(items), self.batch_size):
                 batch = items[start : start + self.batch_size]
                 ids = [row_id for row_id, _ in batch]
+                raws = [raw for _, raw in batch]
                 try:
-                    results = self.host.upload_bills(
-                        [Bill.from_bytes(raw) for _, raw in batch], terminal_id=terminal
-                    )
+                    if is_sale:
+                        sales = [StoreSale.from_bytes(raw) for raw in raws]
+                        results = self.host.upload_store_sales(sales, terminal_id=terminal)
+                    else:
+                        bills = [Bill.from_bytes(raw) for raw in raws]
+                        results = self.host.upload_bills(bills, terminal_id=terminal)
                 except HostError as exc:
                     self._attempted(ids, str(exc))
                     return self._failed(counts, str(exc))
@@ -513,21 +527,40 @@ class Station:
     # Store sales ----------------------------------------------------------------------------
     def record_receipt(self, receipt: Receipt) -> bool:
         """Book a store sale into the current shift; False when it is already booked."""
-        shift = self.current_shift()
+        return self.record_sale(receipt.store, receipt.sale())
+
+    def record_sale(self, store: str, sale: StoreSale) -> bool:
+        """The sale into the current shift and, for the host, into the outbox (one commit)."""
+        shift = None if (current := self.current_shift()) is None else current.id
+        term = _terminal(sale.term)
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO receipt (store, term, psam_ttc, number, asn, amount,"
                 " product, dt, shift) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    receipt.store,
-                    _terminal(receipt.term),
-                    receipt.psam_ttc,
-                    receipt.number,
-                    receipt.asn.hex(),
-                    receipt.amount,
-                    receipt.product,
-                    receipt.dt,
-                    None if shift is None else shift.id,
+                    store,
+                    term,
+                    sale.psam_ttc,
+                    sale.number,
+                    sale.asn.hex(),
+                    sale.amount,
+                    sale.product,
+                    sale.dt,
+                    shift,
+                ),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (terminal, psam_ttc, bill_type, bill_ttc, source,"
+                " raw, shift, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    term,
+                    sale.psam_ttc,
+                    STORE_SALE_TYPE,
+                    sale.number,
+                    store,
+                    sale.to_bytes(),
+                    shift,
+                    self.clock.now().isoformat(),
                 ),
             )
             return cursor.rowcount == 1
@@ -577,7 +610,7 @@ class Station:
             if head is None:
                 raise StationError(f"no shift {shift_id}")
             bill_rows = self._db.execute(
-                "SELECT terminal, raw, status FROM outbox WHERE shift = ? ORDER BY id",
+                "SELECT terminal, raw, status, bill_type FROM outbox WHERE shift = ? ORDER BY id",
                 (shift_id,),
             ).fetchall()
             receipt_rows = self._db.execute(
@@ -596,9 +629,11 @@ class Station:
         products: dict[int, list[int]] = {}
         escapes: list[EscapeLine] = []
         pending = 0
-        for terminal, raw, status in bill_rows:
-            bill = Bill.from_bytes(raw)
+        for terminal, raw, status, record in bill_rows:
             pending += status == "pending"
+            if record == STORE_SALE_TYPE:  # the receipt rows below count the store sales
+                continue
+            bill = Bill.from_bytes(raw)
             if bill.tx_type == BillType.ESCAPE:
                 escapes.append(
                     EscapeLine(
@@ -635,7 +670,7 @@ class Station:
             store=PaymentTotal(len(receipt_rows), sum(int(a) for a, _ in receipt_rows)),
             escapes=escapes,
             products=[ProductTotal(code, *line) for code, line in sorted(products.items())],
-            bills=len(bill_rows),
+            bills=sum(record != STORE_SALE_TYPE for _, _, _, record in bill_rows),
             receipts=len(receipt_rows),
             shift_pending=pending,
             outbox=self.outbox_state(),

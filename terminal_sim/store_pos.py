@@ -210,6 +210,13 @@ class StorePos:
             if self.in_doubt is None:  # DEBIT FOR PURCHASE never went out: nothing was paid
                 self._finish(entry.txn, aborted=True)
 
+    def journaled_sales(self) -> list[bytes]:
+        """The `StoreSale` records of the paid sales in the journal (none without one)."""
+        if self.journal is None:
+            return []
+        done = (entry.data("done") or {} for entry in self.journal.finished(self.name))
+        return [data["sale"] for data in done if "sale" in data]
+
     def show(self, text: str) -> None:
         self.bus.publish(Event(MESSAGE, self.name, {"text": text}))
 

@@ -39,6 +39,7 @@ STATION_ID = "ST-0001"
 STATION_AK, STATION_SK = "station-1", "station-secret-0123456789abcdef"
 OPS_AK, OPS_SK = "ops-1", "operations-secret-0123456789abcd"
 TERMS = ("440101000001", "440101000002")
+STORE_TERM = "440101000101"  # the psam-store profile's terminal
 PIN = "999999"
 
 
@@ -55,7 +56,7 @@ class HostProcess:
         db = app.state.host.db
         add_access_key(db, STATION_AK, STATION_SK, "station", DEFAULT_SCOPES["station"], STATION_ID)
         add_access_key(db, OPS_AK, OPS_SK, "app", ("cards.loss", "cards.unblock"), "operations")
-        for term in TERMS:
+        for term in (*TERMS, STORE_TERM):
             add_terminal(db, term, STATION_ID)
 
     def start(self) -> None:
@@ -195,6 +196,7 @@ def world(
         InProcessHost(hsm, clock),
         bus,
         clock,
+        journal=journal,
     )
     outbox = tmp_path / "outbox.sqlite"
     station = Station("station", STATION_ID, pumps, [store], host.client(), bus, clock, outbox)
@@ -204,6 +206,20 @@ def world(
     finally:
         w.station.close()
         journal.close()
+
+
+def test_a_sale_whose_receipt_event_was_missed_is_collected_from_the_journal(
+    world: World,
+) -> None:
+    world.station.close()  # the station is down while the store sells
+    receipt = world.store.pay(PIN, 450)
+    station = world.reopen()
+    assert station.outbox_state().pending == 0
+    assert station.collect() == 1 and station.collect() == 0
+    report = station.upload()
+    assert (report.accepted, report.pending) == (1, 0)
+    assert world.host.scalar("SELECT receipt_no, amount FROM store_sales") == receipt.number
+    assert world.host.scalar("SELECT amount FROM store_sales") == 450
 
 
 def test_bills_are_in_the_outbox_and_uploaded_once(world: World) -> None:
@@ -328,6 +344,7 @@ def test_shift_report_totals_match_the_bills(world: World) -> None:
     assert (report.redebit.count, report.redebit.amount) == (1, escape.amount)
     assert receipt.amount == 1_234 and (report.store.count, report.store.amount) == (1, 1_234)
     assert report.bills == 7 and report.receipts == 1 and report.shift_pending == 0
+    assert world.host.scalar("SELECT amount FROM store_sales") == 1_234  # uploaded and booked
     assert report.total == sum(x.amount for x in fuel) + escape.amount + 1_234
     lines = {(e.asn, e.amount, e.settled) for e in report.escapes}
     assert lines == {(escape.asn, escape.amount, True), (unsettled.asn, unsettled.amount, False)}
@@ -340,4 +357,4 @@ def test_shift_report_totals_match_the_bills(world: World) -> None:
         assert by_product[code].amount == sum(x.amount for x in mine)
         assert by_product[code].count == len(mine)
     assert by_product[STORE_PRODUCT].amount == 1_234 and by_product[STORE_PRODUCT].volume == 0
-    assert report.outbox.sent == 8 and report.outbox.pending == 0  # the early bill included
+    assert report.outbox.sent == 9 and report.outbox.pending == 0  # the early bill, the sale
