@@ -14,15 +14,16 @@
   authorises the escape bill's amount → ONLINE UNLOCK → host checks MAC3.
 
 Refusals publish a MESSAGE and raise `OfficeRefused`, carrying the host's `E_…` code when the host
-refused. A card lost after CREDIT FOR LOAD or ONLINE UNLOCK was sent leaves the operation in doubt:
+refused. A host that cannot be reached is refused as "host unreachable" (`E_UNREACHABLE`): before
+the value command, nothing moved; after it, the confirmation waits in `unconfirmed`. A card lost after CREDIT FOR LOAD or ONLINE UNLOCK was sent leaves the operation in doubt:
 `recover()` asks the re-inserted card for its proof and completes the host's side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from cardcore import commands as cmd
 from cardcore import layout
@@ -35,6 +36,8 @@ from cardcore.sw import SW
 from terminal_sim.channel import CardRefused, Channel
 from terminal_sim.events import MESSAGE, Event, EventBus
 from terminal_sim.fuelling import CardData, FuellingRefused, check_card, lock_status, read_card
+from terminal_sim.host_client import HostUnavailable
+from terminal_sim.journal import Journal
 from terminal_sim.online import HostRefused, OnlineHost
 from terminal_sim.readers import CardLost
 
@@ -98,17 +101,32 @@ class OnlineUnlockResult:
 
 @dataclass(frozen=True)
 class InDoubt:
-    """A CREDIT FOR LOAD or ONLINE UNLOCK sent without an answer, and how to finish it."""
+    """A CREDIT FOR LOAD or ONLINE UNLOCK sent without an answer, and what finishing it needs."""
 
+    kind: str  # LOAD or UNLOCK
     asn: bytes
-    tx_type: int
     online_ctc: int
-    finish: Callable[[bytes, bytes], LoadResult | OnlineUnlockResult]  # (MAC, TAC) of the proof
+    fields: dict[str, Any]  # what the host's confirmation needs besides the card's proof
+    txn: int | None = None  # its journal transaction
+
+    @property
+    def tx_type(self) -> int:
+        return TxType.ED_LOAD if self.kind == LOAD else TxType.ONLINE_UNLOCK
+
+
+LOAD, UNLOCK = "load", "online unlock"
 
 
 class IssuingOffice:
     def __init__(
-        self, name: str, card: Reader, host: OnlineHost, bus: EventBus, clock: Clock, term: bytes
+        self,
+        name: str,
+        card: Reader,
+        host: OnlineHost,
+        bus: EventBus,
+        clock: Clock,
+        term: bytes,
+        journal: Journal | None = None,
     ) -> None:
         self.name = name
         self.card_reader = card
@@ -117,7 +135,16 @@ class IssuingOffice:
         self.bus = bus
         self.clock = clock
         self.term = term
+        self.journal = journal
         self.in_doubt: InDoubt | None = None
+        self.unconfirmed: list[InDoubt] = []  # done by the card, not yet confirmed to the host
+        for entry in journal.unfinished(name) if journal else ():
+            begin, proof = entry.data("begin") or {}, entry.data("proof")
+            doubt = InDoubt(entry.kind, begin["asn"], begin["online_ctc"], begin, entry.txn)
+            if proof is not None:
+                self.unconfirmed.append(replace(doubt, fields={**begin, **proof}))
+            else:
+                self.in_doubt = doubt
 
     def show(self, text: str) -> None:
         self.bus.publish(Event(MESSAGE, self.name, {"text": text}))
@@ -133,6 +160,8 @@ class IssuingOffice:
         except HostRefused as refused:
             text = f"host refused ({refused.code}): {refused.reason}"
             raise self.refuse(text, refused.code) from refused
+        except HostUnavailable as down:  # nothing reached the host: nothing moved
+            raise self.refuse("host unreachable: try again when it is back", down.code) from down
 
     def open_card(self) -> CardData:
         """Power the card and read it; a blocked application is refused."""
@@ -179,7 +208,7 @@ class IssuingOffice:
         before, ctc = int.from_bytes(init[:4], "big"), int.from_bytes(init[4:6], "big")
         auth = self.ask(
             lambda: self.host.authorize_load(
-                public.asn8,
+                public.asn,
                 rand=init[8:12],
                 online_ctc=ctc,
                 old_balance=before,
@@ -189,24 +218,36 @@ class IssuingOffice:
             )
         )
 
-        def finish(_mac2: bytes, tac: bytes) -> LoadResult:
-            self.ask(
-                lambda: self.host.confirm_load(
-                    public.asn8,
-                    new_balance=before + amount,
-                    online_ctc=ctc,
-                    amount=amount,
-                    term=self.term,
-                    dt=auth.dt,
-                    tac=tac,
-                )
-            )
-            self.show(f"loaded {_yuan(amount)}; balance {_yuan(before + amount)}")
-            return LoadResult(public.asn, amount, before, before + amount, ctc, auth.dt, tac)
-
-        doubt = InDoubt(public.asn, TxType.ED_LOAD, ctc, finish)
+        doubt = self.begin(
+            LOAD,
+            public.asn,
+            ctc,
+            asn8=public.asn8,
+            balance_before=before,
+            amount=amount,
+            dt=auth.dt,
+        )
         tac = self.send_in_doubt(cmd.credit_for_load(auth.dt, auth.mac2), doubt)
-        return finish(auth.mac2, tac)
+        result = self.finish(doubt, bytes(4), tac)
+        assert isinstance(result, LoadResult)
+        return result
+
+    def _confirm_load(self, doubt: InDoubt, tac: bytes) -> LoadResult:
+        f = doubt.fields
+        before, amount, after = f["balance_before"], f["amount"], f["balance_before"] + f["amount"]
+        self.ask(
+            lambda: self.host.confirm_load(
+                doubt.asn,
+                new_balance=after,
+                online_ctc=doubt.online_ctc,
+                amount=amount,
+                term=self.term,
+                dt=f["dt"],
+                tac=tac,
+            )
+        )
+        self.show(f"loaded {_yuan(amount)}; balance {_yuan(after)}")
+        return LoadResult(doubt.asn, amount, before, after, doubt.online_ctc, f["dt"], tac)
 
     # Maintenance --------------------------------------------------------------------------------
     def set_store_flag(self, on: bool) -> StoreFlagResult:
@@ -215,7 +256,7 @@ class IssuingOffice:
         challenge = self.card.send(cmd.get_challenge())
         header = cmd.update_binary_mac_header(layout.SFI_EF15, layout.STORE_FLAG_OFFSET, value)
         mac = self.ask(
-            lambda: self.host.store_flag_mac(public.asn8, command=header, challenge=challenge)
+            lambda: self.host.store_flag_mac(public.asn, command=header, challenge=challenge)
         )
         self.card.send(cmd.update_binary_mac(layout.SFI_EF15, layout.STORE_FLAG_OFFSET, value, mac))
         self.show(f"store purchases {'enabled' if on else 'disabled'}")
@@ -242,7 +283,7 @@ class IssuingOffice:
         if data.public.asn != asn:
             return False
         challenge = self.card.send(cmd.get_challenge())
-        mac = self.ask(lambda: self.host.block_mac(asn[2:], challenge=challenge))
+        mac = self.ask(lambda: self.host.block_mac(asn, challenge=challenge))
         self.card.send(cmd.application_block(mac))
         return True
 
@@ -265,7 +306,7 @@ class IssuingOffice:
         if selected.sw != SW.FUNCTION_NOT_SUPPORTED_BLOCKED:
             return False
         challenge = self.card.send(cmd.get_challenge())
-        mac = self.ask(lambda: self.host.unblock_mac(asn[2:], challenge=challenge))
+        mac = self.ask(lambda: self.host.unblock_mac(asn, challenge=challenge))
         answer = self.card.exchange(cmd.application_unblock(mac))
         if answer.sw == SW.SM_MAC_WRONG:
             raise self.refuse(f"the card in the reader is not card {asn_to_card_number(asn)}")
@@ -276,7 +317,7 @@ class IssuingOffice:
     def reload_pin(self, new_pin: str) -> PinReloaded:
         pin_block = encode_pin(new_pin)
         public = self.open_card().public
-        mac = self.ask(lambda: self.host.reload_pin_mac(public.asn8, pin_block=pin_block))
+        mac = self.ask(lambda: self.host.reload_pin_mac(public.asn, pin_block=pin_block))
         self.card.send(cmd.reload_pin(new_pin, mac))
         self.show("PIN reloaded")
         return PinReloaded(public.asn)
@@ -302,31 +343,59 @@ class IssuingOffice:
                 mac1=mac1,
             )
         )
-        after = balance - auth.amount
-
-        def finish(mac3: bytes, _tac: bytes) -> OnlineUnlockResult:
-            self.ask(
-                lambda: self.host.confirm_online_unlock(
-                    public.asn,
-                    rand=rand,
-                    online_ctc=online,
-                    balance_after=after,
-                    amount=auth.amount,
-                    term=self.term,
-                    dt=auth.dt,
-                    mac3=mac3,
-                )
-            )
-            self.show(f"unlocked: {_yuan(auth.amount)} debited; balance {_yuan(after)}")
-            return OnlineUnlockResult(
-                public.asn, offline - 1, auth.amount, balance, after, online, auth.dt, mac3
-            )
-
-        doubt = InDoubt(public.asn, TxType.ONLINE_UNLOCK, online, finish)
+        doubt = self.begin(
+            UNLOCK,
+            public.asn,
+            online,
+            rand=rand,
+            balance_before=balance,
+            offline_ctc=offline,
+            amount=auth.amount,
+            dt=auth.dt,
+        )
         mac3 = self.send_in_doubt(cmd.online_unlock(auth.amount, auth.dt, auth.mac2), doubt)
-        return finish(mac3, bytes(4))
+        result = self.finish(doubt, mac3, bytes(4))
+        assert isinstance(result, OnlineUnlockResult)
+        return result
 
-    # A card lost while its value command was on the way -----------------------------------------
+    def _confirm_unlock(self, doubt: InDoubt, mac3: bytes) -> OnlineUnlockResult:
+        f = doubt.fields
+        amount, after = f["amount"], f["balance_before"] - f["amount"]
+        self.ask(
+            lambda: self.host.confirm_online_unlock(
+                doubt.asn,
+                rand=f["rand"],
+                online_ctc=doubt.online_ctc,
+                balance_after=after,
+                amount=amount,
+                term=self.term,
+                dt=f["dt"],
+                mac3=mac3,
+            )
+        )
+        self.show(f"unlocked: {_yuan(amount)} debited; balance {_yuan(after)}")
+        return OnlineUnlockResult(
+            doubt.asn,
+            f["offline_ctc"] - 1,
+            amount,
+            f["balance_before"],
+            after,
+            doubt.online_ctc,
+            f["dt"],
+            mac3,
+        )
+
+    # The value command and its doubt ------------------------------------------------------------
+    def begin(self, kind: str, asn: bytes, online_ctc: int, **fields: Any) -> InDoubt:
+        """Journal the authorised operation before its value command goes to the card."""
+        txn = None
+        if self.journal is not None:
+            started = self.clock.now().isoformat()
+            txn = self.journal.begin(
+                kind, self.name, started, asn=asn, online_ctc=online_ctc, **fields
+            )
+        return InDoubt(kind, asn, online_ctc, fields, txn)
+
     def send_in_doubt(self, command: CommandApdu, doubt: InDoubt) -> bytes:
         try:
             return self.card.send(command)
@@ -334,6 +403,40 @@ class IssuingOffice:
             self.in_doubt = doubt
             text = "card removed before it answered: insert it again and recover the operation"
             raise self.refuse_lost(text) from None
+
+    def finish(self, doubt: InDoubt, mac: bytes, tac: bytes) -> LoadResult | OnlineUnlockResult:
+        """The card did it (its MAC/TAC are the proof): journal that, then confirm to the host.
+        A host that refuses or cannot be reached leaves it in `unconfirmed` for `confirm()`."""
+        if self.journal is not None and doubt.txn is not None:
+            self.journal.step(doubt.txn, "proof", mac=mac, tac=tac)
+        done = replace(doubt, fields={**doubt.fields, "mac": mac, "tac": tac})
+        self.unconfirmed.append(done)
+        if doubt.kind == LOAD:
+            result: LoadResult | OnlineUnlockResult = self._confirm_load(done, tac)
+        else:
+            result = self._confirm_unlock(done, mac)
+        self.unconfirmed.remove(done)
+        self._close(doubt.txn)
+        return result
+
+    def confirm(self) -> list[LoadResult | OnlineUnlockResult]:
+        """Confirm to the host what the card did but the host has not booked (after a restart or a
+        host that was down); the host books each once."""
+        results = []
+        for done in list(self.unconfirmed):
+            f = done.fields
+            if done.kind == LOAD:
+                result: LoadResult | OnlineUnlockResult = self._confirm_load(done, f["tac"])
+            else:
+                result = self._confirm_unlock(done, f["mac"])
+            self.unconfirmed.remove(done)
+            self._close(done.txn)
+            results.append(result)
+        return results
+
+    def _close(self, txn: int | None, **data: Any) -> None:
+        if self.journal is not None and txn is not None:
+            self.journal.step(txn, "done", **data)
 
     def refuse_lost(self, text: str) -> CardLost:
         self.show(text)
@@ -354,9 +457,10 @@ class IssuingOffice:
             raise CardRefused(self.card.name, "GET TRANSACTION PROVE", proof.sw)
         self.in_doubt = None
         if proof.sw == SW.PROOF_NOT_FOUND:
+            self._close(doubt.txn, aborted=True)
             self.show("the card did not do it: nothing changed; start again")
             return None
-        return doubt.finish(proof.data[:4], proof.data[4:8])
+        return self.finish(doubt, proof.data[:4], proof.data[4:8])
 
 
 def _yuan(fen: int) -> str:

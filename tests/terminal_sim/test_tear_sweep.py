@@ -1,12 +1,13 @@
 """Tear sweep of the terminal flows: crash the terminal at every APDU boundary and cut the card's
 power inside every card write, then recover and check that card, journal and books agree.
 
-Flows: the grey-lock fuelling at a dispenser and the store purchase at the POS (crash after every
-card/PSAM APDU, with the answer received or lost, recovery with the card present or gone; power
-cut at every card write point of the whole flow). After recovery every fen the card lost is on
-exactly one journaled bill or receipt, the host (host_sim's bill and store-sale upload over its
-SQLite ledger, each record sent twice) booked exactly that, the journal has no unfinished
-transaction and the card is not left grey.
+Flows: the grey-lock fuelling at a dispenser, the store purchase at the POS and the load at the
+issuing office (crash after every card/PSAM APDU, with the answer received or lost, recovery with
+the card present or gone; power cut at every card write point of the whole flow; the host down
+when the load is confirmed). After recovery every fen the card lost or gained is on exactly one
+journaled bill, receipt or load; the host booked exactly that (bills and store sales through
+host_sim's upload paths over its SQLite ledger, each sent twice; loads through the online host);
+the journal has no unfinished transaction and the card is not left grey.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +40,8 @@ from terminal_sim.events import EventBus
 from terminal_sim.fuelling import BillType, Sale
 from terminal_sim.issuing import IssuedCard
 from terminal_sim.journal import Journal
-from terminal_sim.online import InProcessHost
+from terminal_sim.office import IssuingOffice, OfficeRefused
+from terminal_sim.online import HostRefused, InProcessHost
 from terminal_sim.readers import CardLost, InProcReader
 from terminal_sim.store_pos import IN_DOUBT, Item, StorePos, StoreRefused
 
@@ -474,3 +477,153 @@ def test_store_sale_power_cut_at_every_card_write(store: Callable[[], Store]) ->
     assert not failures, "\n".join(failures)
     count("store sale tear", cases)
     assert cases == total.writes * 2
+
+
+# Load at the issuing office -------------------------------------------------------------------
+class Office:
+    """An issuing office with its card, journal and the host that authorises and books loads."""
+
+    def __init__(self, issued: Callable[[str], IssuedCard], hsm: MockHsm, directory: Path) -> None:
+        card = in_memory(dict(issued("normal").cells), SeededRng(1))
+        assert isinstance(card, FuelCard)
+        self.card = card
+        self.clock = ManualClock(START)
+        self.journal = Journal(directory / "journal.sqlite")
+        self.host = InProcessHost(hsm, self.clock)
+        self.initial = balance(card)
+
+    def office(self, fault: Fault | None = None) -> IssuingOffice:
+        """The office as it starts: a restarted one finds its unfinished load in the journal."""
+        reader = FaultyReader(self.card, "card", fault or Fault())
+        return IssuingOffice(
+            "office-1", reader, self.host, EventBus(), self.clock, OFFICE_TERM, self.journal
+        )
+
+    def loaded(self) -> int:
+        """What the host booked as loaded onto the card."""
+        return sum(load.amount for load in self.host.loads)
+
+
+def load(office: IssuingOffice) -> None:
+    office.load(PIN, 10_000)
+
+
+def run_load_interrupted(office: Office, fault: Fault) -> None:
+    with contextlib.suppress(Crash, CardLost, CardRefused, OfficeRefused):
+        load(office.office(fault))
+    office.card.nvm.tear_hook = None
+    office.card.power_off()
+
+
+def recover_load(office: Office, card_present: bool) -> None:
+    """Restart the office: confirm to the host what the card did, recover a load in doubt (after
+    the card comes back when it was gone), then load again: the counter works after recovery."""
+    restarted = office.office()
+    restarted.confirm()
+    reader = restarted.card_reader
+    assert isinstance(reader, InProcReader)
+    if restarted.in_doubt is not None:
+        if not card_present:
+            reader.remove()
+            with pytest.raises(OfficeRefused, match="unfinished operation"):
+                restarted.load(PIN, 100)
+            reader.insert()
+        restarted.recover()
+    assert office.journal.unfinished() == [], "a journaled load is left unfinished"
+    restarted.load(PIN, 100)
+
+
+def check_load(office: Office, label: str) -> list[str]:
+    try:
+        gained = balance(office.card) - office.initial
+        done = [e.data("done") or {} for e in office.journal.finished("office-1")]
+        proven = [e.data("begin") for e in office.journal.finished("office-1") if e.data("proof")]
+        assert sum(b["amount"] for b in proven if b) == gained, f"{label}: journal vs card"
+        assert all(d == {} or d.get("aborted") for d in done), f"{label}: {done}"
+        keys = [(x.asn8, x.online_ctc) for x in office.host.loads]
+        assert len(keys) == len(set(keys)), f"{label}: a load booked twice"
+        assert office.loaded() == gained, f"{label}: host booked {office.loaded()}, card +{gained}"
+    except AssertionError as failed:
+        return [str(failed).splitlines()[0]]
+    return []
+
+
+@pytest.fixture
+def counter(
+    issued: Callable[[str], IssuedCard], hsm: MockHsm, directories: Callable[[], Path]
+) -> Callable[[], Office]:
+    return lambda: Office(issued, hsm, directories())
+
+
+def test_load_crash_at_every_apdu_boundary(counter: Callable[[], Office]) -> None:
+    probe = counter()
+    total = Fault()
+    load(probe.office(total))
+    assert check_load(probe, "untorn") == [] and total.apdus >= 6
+    cases, failures = 0, list[str]()
+    for k in range(total.apdus + 1):
+        for ran in (False, True):
+            for card_present in (True, False):
+                office = counter()
+                fault = Fault(apdu=k, ran=ran)
+                run_load_interrupted(office, fault)
+                assert fault.fired == (k < total.apdus)
+                recover_load(office, card_present)
+                failures += check_load(
+                    office, f"crash after APDU {k} ran={ran} card={card_present}"
+                )
+                cases += 1
+    assert not failures, "\n".join(failures)
+    count("load crash", cases)
+    assert cases == (total.apdus + 1) * 4
+
+
+def test_load_power_cut_at_every_card_write(counter: Callable[[], Office]) -> None:
+    probe = counter()
+    total = Fault()
+    arm_tear(probe.card, total)
+    load(probe.office(total))
+    assert total.writes >= 3
+    cases, failures = 0, list[str]()
+    for w in range(total.writes):
+        for card_present in (True, False):
+            office = counter()
+            fault = Fault(write=w)
+            arm_tear(office.card, fault)
+            run_load_interrupted(office, fault)
+            assert fault.fired
+            recover_load(office, card_present)
+            label = f"power cut at write {w} {fault.points[-1]} card={card_present}"
+            failures += check_load(office, label)
+            cases += 1
+    assert not failures, "\n".join(failures)
+    count("load tear", cases)
+    assert cases == total.writes * 2
+
+
+class HostDownAtConfirm:
+    """The host goes down just after it authorised the load: the confirmation does not reach it."""
+
+    def __init__(self, host: InProcessHost) -> None:
+        self.host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.host, name)
+
+    def confirm_load(self, *args: Any, **kwargs: Any) -> None:
+        raise HostRefused("E_UNAVAILABLE", "host unreachable")
+
+
+def test_load_confirmed_after_the_host_comes_back(counter: Callable[[], Office]) -> None:
+    office = counter()
+    healthy = office.host
+    office.host = HostDownAtConfirm(healthy)  # type: ignore[assignment]
+    with pytest.raises(OfficeRefused, match="E_UNAVAILABLE"):
+        load(office.office())
+    assert balance(office.card) == office.initial + 10_000 and office.host.loads == []
+    assert [e.last for e in office.journal.unfinished()] == ["proof"]
+    office.host = healthy  # back up; the office restarts and confirms from its journal
+    restarted = office.office()
+    assert [r.amount for r in restarted.confirm()] == [10_000]
+    assert restarted.confirm() == [] and office.journal.unfinished() == []
+    assert check_load(office, "host down at confirmation") == []
