@@ -2,7 +2,9 @@
 
 A SPEC is `PROFILE` (slot 0) or `PROFILE@N` (slot N, vpcd port 35963 + N). PROFILE is a shipped
 profile or image file, whose card lives in `<data>/cards/<name>.nvm.json` (issued there on first
-use, so the card keeps its state across restarts), or a memory file itself.
+use, so the card keeps its state across restarts), or a memory file itself. PROFILE `phone` or
+`phone-NAME` (or a `*.phone.json` file) serves the NFC card of a simulated phone kept in
+`<data>/phones/NAME.phone.json`; `arm N PIN` arms it for one tap.
 
 While serving, lines on standard input control the slots: `remove N`, `insert N`, `reset N`,
 `tear N` (the next writing command of slot N loses power mid-write and the card vanishes),
@@ -20,8 +22,9 @@ from card_profiles.emulator import make_applet
 from card_profiles.nvm import FileBackend
 from cardcore.clockrng import SeededRng
 from cardcore.errors import FuelsimError
-from cardcore.ports import Hsm
+from cardcore.ports import CardOS, Hsm
 from terminal_sim.issuing import issue_profile
+from terminal_sim.phone import Phone, arm_message, phone_file, served_phone
 from terminal_sim.reader_url import MEMORY_SUFFIX
 from terminal_sim.vpcd import VPCD_BASE_PORT, VirtualSlot
 
@@ -53,6 +56,9 @@ def parse_specs(specs: list[str]) -> list[SlotSpec]:
 
 def memory_file(spec: SlotSpec, data_dir: Path, hsm: Hsm, fresh: bool) -> Path:
     """The card's memory file, issued from its profile when missing (or when `fresh`)."""
+    phone = phone_file(spec.target, data_dir)
+    if phone is not None:
+        return phone
     if spec.target.endswith(MEMORY_SUFFIX):
         return Path(spec.target)
     issued = issue_profile(spec.target, hsm)
@@ -88,8 +94,13 @@ class Server:
         self.say = say
         self.slots: dict[int, VirtualSlot] = {}
         self.files: dict[int, Path] = {}
+        self.phones: dict[int, Phone] = {}
         for index, (spec, path) in enumerate(zip(specs, targets, strict=True)):
-            applet = make_applet(FileBackend(path), SeededRng(seed + index))
+            applet: CardOS
+            if phone_file(str(path), data_dir) is not None:
+                self.phones[spec.slot], applet = served_phone(path, seed + index)
+            else:
+                applet = make_applet(FileBackend(path), SeededRng(seed + index))
             self.slots[spec.slot] = VirtualSlot(applet, spec.slot, host=host, base_port=base_port)
             self.files[spec.slot] = path
 
@@ -115,8 +126,14 @@ class Server:
                 state = "inserted" if slot.inserted else "removed"
                 self.say(f"slot {number}: {state}, {slot.stats.apdus} APDUs")
             return True
+        if verb == "arm" and len(args) == 2 and args[0].isdigit() and int(args[0]) in self.phones:
+            self.say(f"slot {args[0]}: {arm_message(self.phones[int(args[0])], args[1])}")
+            return True
         if verb not in SLOT_ACTIONS or len(args) != 1 or not args[0].isdigit():
-            self.say(f"unknown command {line.strip()!r}: remove|insert|reset|tear N, status, quit")
+            self.say(
+                f"unknown command {line.strip()!r}: "
+                "remove|insert|reset|tear N, arm N PIN, status, quit"
+            )
             return True
         target = self.slots.get(int(args[0]))
         if target is None:
