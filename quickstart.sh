@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 DEBIAN_PACKAGES=(
     python3 python3-venv python3-dev gcc
-    pcscd vsmartcard-vpcd pcsc-tools opensc libpcsclite-dev swig
+    pcscd vsmartcard-vpcd pcsc-tools opensc libpcsclite-dev swig tmux
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

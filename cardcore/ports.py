@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -207,4 +208,8 @@ class Hsm(Protocol):
 
     def bill_tmac(self, data: bytes, key_set: str = "DEV") -> bytes:
         """The TMAC a PSAM puts on a bill (bytes 0–90), for checking uploads."""
+        ...
+
+    def bill_tmacs(self, datas: Sequence[bytes], key_set: str = "DEV") -> list[bytes]:
+        """`bill_tmac` of each of a batch of bills (one key operation for the batch)."""
         ...

@@ -25,14 +25,36 @@ SCOPES = {
     "cards.loss": "report a card lost: blacklist it (POST /v1/cards/{asn}/loss)",
     "cards.unblock": "take a card off the blacklist (POST /v1/cards/{asn}/unblock)",
     "accounts.read": "read a card's account (GET /v1/cards/{asn}/account)",
+    "cards.load": "load a card online: MAC2, then book it (POST /v1/cards/{asn}/load/…)",
+    "cards.unlock": "unlock a grey card online (POST /v1/cards/{asn}/unlock/…)",
+    "cards.maintain": "MACs for store flag, block, unblock, PIN reload (POST /v1/cards/{asn}/…)",
+    "promotions.manage": "list, create, replace and delete promotion rules (/v1/promotions/rules)",
+    "promotions.quote": "ask for a sale's discount at authorisation (POST /v1/promotions/quote)",
+    "coupons.redeem": "redeem a coupon for a card (POST /v1/promotions/coupons/{code}/redeem)",
+    "payments.refund": "refund a wallet payment (POST /v1/payments/{transaction_id}/refunds)",
+    "test.knobs": "set the test knobs of a host started with them (PUT /v1/test/knobs)",
+    "fleet.admin": "fleet admin: issue, bind, block virtual cards, set limits, top up (/v1/fleet)",
+    "fleet.driver": "fleet driver: own virtual cards and their keys (/v1/vfc/cards)",
+    "vfc.pay": "take virtual fleet card payments at a pump (POST /v1/vfc/authorize …)",
+    "reports.read": "sales reports, clearing days, reconciliation runs (GET /v1/reports/…)",
 }
 
 DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
-    "terminal": ("bills.write", "blacklist.read"),
-    "station": ("bills.write", "blacklist.read"),
+    "terminal": ("bills.write", "blacklist.read", "promotions.quote", "vfc.pay"),
+    "station": ("bills.write", "blacklist.read", "promotions.quote", "vfc.pay"),
     "app": ("cards.loss", "accounts.read"),
     "partner": ("accounts.read",),
 }
+
+# What an issuing office's terminal key needs: the online operations and the loss desk.
+OFFICE_SCOPES: tuple[str, ...] = (
+    "cards.load",
+    "cards.unlock",
+    "cards.maintain",
+    "cards.loss",
+    "cards.unblock",
+    "blacklist.read",
+)
 
 AK_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TERMINAL_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")

@@ -23,7 +23,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cardcore.ports import Clock, Hsm
-from host_sim import routes_bills, routes_cards
+from host_sim import (
+    routes_bills,
+    routes_cards,
+    routes_fleet,
+    routes_online,
+    routes_promotions,
+    routes_reports,
+    routes_store,
+)
 from host_sim.access import AccessKey
 from host_sim.db import Database
 from host_sim.deps import HostContext, host
@@ -229,6 +237,11 @@ def create_app(
     _install_error_handlers(app, context)
     app.include_router(routes_bills.router)
     app.include_router(routes_cards.router)
+    app.include_router(routes_online.router)
+    app.include_router(routes_store.router)
+    app.include_router(routes_promotions.router)
+    app.include_router(routes_fleet.router)
+    app.include_router(routes_reports.router)
 
     @app.get("/health", response_model=Health, tags=["meta"], summary="Liveness (open)")
     def health(request: Request) -> Health:

@@ -19,7 +19,13 @@ from datetime import datetime
 from cardcore.errors import FuelsimError
 from host_sim.db import utc_text
 
-NORMAL_SIDE = {"card": "credit", "station": "credit", "clearing": "debit", "cash": "debit"}
+NORMAL_SIDE = {
+    "card": "credit",
+    "station": "credit",
+    "clearing": "debit",
+    "cash": "debit",
+    "fleet": "credit",  # fleet:<company> prepaid funds, fleet:<company>:hold held amounts
+}
 
 
 class LedgerError(FuelsimError):

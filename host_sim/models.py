@@ -107,3 +107,31 @@ class CardAccount(BaseModel):
     unit: Literal["fen"] = "fen"
     blacklisted: bool
     entries: list[AccountEntry] = Field(description="Newest first, at most `limit`.")
+
+
+class StoreSaleBatch(BaseModel):
+    terminal_id: str = Field(
+        description="The uploading terminal (12 hex digits): the key's own, or of its station.",
+        examples=["440101000201"],
+    )
+    sales: list[str] = Field(
+        description="Store sales, each 90 hex digits (the 45-byte record of docs/host-api.md)."
+    )
+
+
+class StoreSaleResult(BaseModel):
+    index: int = Field(description="Position of the sale in the batch.")
+    status: Literal["accepted", "duplicate", "rejected"]
+    sale_id: int | None = None
+    reason: str | None = Field(None, description="E_SALE_… code of a rejected sale.")
+    message: str = ""
+    transaction_id: int | None = None
+    exception_id: int | None = None
+
+
+class StoreSaleBatchResult(BaseModel):
+    terminal_id: str
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[StoreSaleResult]

@@ -8,15 +8,17 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from cardcore.ports import Hsm
+from host_sim import fleet, knobs
 from host_sim.access import (
     DEFAULT_SCOPES,
+    OFFICE_SCOPES,
     AccessKey,
     add_access_key,
     add_terminal,
@@ -26,6 +28,9 @@ from host_sim.access import (
 from host_sim.app import ClockLike, create_app
 from host_sim.db import Database
 from host_sim.deps import HostContext
+from host_sim.knobs import Knobs
+from host_sim.promotion_store import load_rules
+from host_sim.promotions import Rule
 
 DEV_TERMINAL = "440101000001"  # the terminal of the psam-dispenser profile
 
@@ -46,7 +51,12 @@ def bootstrap_dev_key(
         key = load_access_key(conn, ak)
     if key is None:
         key = add_access_key(
-            db, ak, sk or secrets.token_hex(24), "terminal", DEFAULT_SCOPES["terminal"], terminal
+            db,
+            ak,
+            sk or secrets.token_hex(24),
+            "terminal",
+            {*DEFAULT_SCOPES["terminal"], *OFFICE_SCOPES},  # a pump, or an office's counter
+            terminal,
         )
     if station_id:
         add_terminal(db, terminal, station_id)
@@ -66,17 +76,39 @@ def serve(
     dev_key: bool = False,
     log_level: str = "info",
     out: Callable[[str], None] = print,
-) -> None:
-    """Run the host API with uvicorn until interrupted (Ctrl-C)."""
+    promotions: Sequence[Rule] = (),
+    test_knobs: Knobs | None = None,
+) -> int:
+    """Run the host API with uvicorn until interrupted (Ctrl-C); returns the exit status.
+
+    `promotions` are stored (created or replaced) before serving. `test_knobs` turns the test
+    knobs on (host_sim.knobs); a `restart` knob stops the server with status 75.
+    """
     app = create_app(db_path, hsm, clock)
     context: HostContext = app.state.host
     out(f"fuelsim host on http://{host}:{port}  database {context.db.path}")
     if dev_key:
         bootstrap_dev_key(context.db, out=out)
+        fleet.bootstrap_dev_fleet(context.db, context.now(), out)
+    if promotions:
+        count = load_rules(context.db, promotions, ak="serve --promotions", now=context.now())
+        out(f"promotion rules loaded: {count}")
+    restarting = threading.Event()
+
+    def restart() -> None:  # a restart knob fired: stop like Ctrl-C would, then exit 75
+        restarting.set()
+        server.should_exit = True
+
+    asgi: ASGIApp = app
+    if test_knobs is not None:
+        asgi = knobs.enable(app, test_knobs, on_restart=restart)
+        out(f"TEST KNOBS ON: {len(test_knobs.current())} knob(s); PUT /v1/test/knobs to change")
+    server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level=log_level))
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        server.run()
     finally:
         context.db.close()
+    return knobs.RESTART_EXIT_STATUS if restarting.is_set() else 0
 
 
 class BackgroundServer:
@@ -88,6 +120,8 @@ class BackgroundServer:
         self.app = app
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it (Linux): no answer waits for the client's delayed ACK.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
         self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))

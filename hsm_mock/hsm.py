@@ -15,7 +15,7 @@ import hmac
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from cardcore import crypto
@@ -23,6 +23,7 @@ from cardcore.keys import CARD_KEY_MASTERS, MASTER_KEY_LABELS, PSAM_KEY_MASTERS,
 from cardcore.layout import TxType
 from hsm_mock.errors import HsmInputError
 from hsm_mock.keystore import KeyStore
+from hsm_mock.vfc_imk import DEV_IMK_VFC, DEV_VFC_KV, derive_card_key, derive_luk
 
 if TYPE_CHECKING:
     from cardcore.ports import Hsm
@@ -58,8 +59,10 @@ class MockHsm:
         if keystore is None:
             keystore = KeyStore()
             keystore.import_shipped_key_set("dev")
+            keystore.import_vfc_imk(DEFAULT_KEY_SET, DEV_IMK_VFC, DEV_VFC_KV)
         self._store = keystore
         self._cache: OrderedDict[tuple[str, int, bytes, str], bytes] = OrderedDict()
+        self._vfc_cache: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -70,6 +73,7 @@ class MockHsm:
         store = KeyStore()
         if include_dev:
             store.import_shipped_key_set("dev")
+            store.import_vfc_imk(DEFAULT_KEY_SET, DEV_IMK_VFC, DEV_VFC_KV)
         for path in paths:
             store.import_key_set_file(path)
         return cls(store)
@@ -392,8 +396,49 @@ class MockHsm:
         """The TMAC a PSAM puts on a bill (bytes 0–90), for checking uploads."""
         if not isinstance(data, bytes | bytearray):
             raise HsmInputError("data must be bytes")
-        message = bytes(data)
-        return self._store.use(key_set, "MTMAC", lambda mtmac: crypto.mac_retail(mtmac, message))
+        return self.bill_tmacs([data], key_set)[0]
+
+    def bill_tmacs(self, datas: Sequence[bytes], key_set: str = DEFAULT_KEY_SET) -> list[bytes]:
+        """`bill_tmac` of a whole upload batch with MTMAC opened once for all of them."""
+        if not all(isinstance(data, bytes | bytearray) for data in datas):
+            raise HsmInputError("data must be bytes")
+        messages = [bytes(data) for data in datas]
+        return self._store.use(
+            key_set, "MTMAC", lambda mtmac: [crypto.mac_retail(mtmac, m) for m in messages]
+        )
+
+    # Virtual fleet cards (IMK_VFC, virtual-cards spec §1) --------------------------------------
+
+    def vfc_key_version(self, key_set: str = DEFAULT_KEY_SET) -> int:
+        """The newest IMK_VFC version held: new cards are issued under it."""
+        versions = self._store.vfc_versions(key_set)
+        if not versions:
+            raise HsmInputError(f"key set {key_set!r} holds no IMK_VFC")
+        return versions[-1]
+
+    def vfc_imk_kcv(self, key_set: str = DEFAULT_KEY_SET, kv: int | None = None) -> bytes:
+        kv = self.vfc_key_version(key_set) if kv is None else kv
+        return self._store.vfc_info(key_set, kv)[0]
+
+    def _vfc_card_key(self, key_set: str, card_id: str, kv: int) -> bytes:
+        generation = self._store.vfc_info(key_set, kv)[1]
+        slot = (key_set, generation, kv, card_id)
+        with self._lock:
+            cached = self._vfc_cache.get(slot)
+            if cached is not None:
+                self._vfc_cache.move_to_end(slot)
+                return cached
+        key = self._store.use_vfc_imk(key_set, kv, lambda imk: derive_card_key(imk, card_id, kv))
+        with self._lock:
+            self._vfc_cache[slot] = key
+            while len(self._vfc_cache) > _CACHE_SIZE:
+                self._vfc_cache.popitem(last=False)
+        return key
+
+    def vfc_luk(self, card_id: str, kv: int, index: int, key_set: str = DEFAULT_KEY_SET) -> bytes:
+        """LUK_index of a virtual card: handed to the bound phone at provisioning, and used by
+        the host to check cryptograms (the HSM's deliberate export of limited-use keys)."""
+        return derive_luk(self._vfc_card_key(key_set, card_id, kv), index)
 
 
 def key_report(hsm: Hsm, key_set: str = DEFAULT_KEY_SET) -> list[tuple[str, str]]:

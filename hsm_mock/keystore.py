@@ -20,6 +20,7 @@ from cardcore.keys import MASTER_KEY_LABELS
 from hsm_mock.errors import HsmInputError, KcvMismatch, KeySetExists, UnknownKeySet
 from hsm_mock.keyset_file import KeySet, load_key_set_file, load_shipped_key_set
 from hsm_mock.lmk import Lmk
+from hsm_mock.vfc_imk import check_imk, check_kv, imk_kcv, imk_label
 
 T = TypeVar("T")
 
@@ -61,6 +62,8 @@ class KeyStore:
         self._lmk = lmk if isinstance(lmk, Lmk) else Lmk(lmk)
         self._sets: dict[str, _Stored] = {}
         self._generations = itertools.count(1)
+        # IMK_VFC per (key set, kv): (LMK-wrapped blob, KCV, generation).
+        self._vfc: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
 
     @classmethod
     def with_lmk_file(cls, path: str | os.PathLike[str]) -> KeyStore:
@@ -162,6 +165,41 @@ class KeyStore:
             )
         key = self._lmk.unwrap(stored.wrapped.blobs[label], key_set=key_set, label=label)
         return operation(key)
+
+    # Virtual fleet card issuer master keys ------------------------------------------------------
+
+    def import_vfc_imk(self, key_set: str, imk: bytes, kv: int, *, replace: bool = False) -> bytes:
+        """Wrap IMK_VFC version `kv` into a key set already held; returns its KCV."""
+        self._get(key_set)
+        label = imk_label(kv)
+        if (key_set, kv) in self._vfc and not replace:
+            raise KeySetExists(f"{key_set}/{label}")
+        blob = self._lmk.wrap(check_imk(imk), key_set=key_set, label=label)
+        kcv_value = imk_kcv(imk)
+        self._vfc[(key_set, kv)] = (blob, kcv_value, next(self._generations))
+        return kcv_value
+
+    def vfc_versions(self, key_set: str) -> list[int]:
+        """The IMK_VFC versions held for the key set, ascending (empty: none loaded)."""
+        return sorted(kv for name, kv in self._vfc if name == key_set)
+
+    def vfc_info(self, key_set: str, kv: int) -> tuple[bytes, int]:
+        """(KCV, generation) of IMK_VFC version `kv`."""
+        _blob, kcv_value, generation = self._vfc_entry(key_set, kv)
+        return kcv_value, generation
+
+    def _vfc_entry(self, key_set: str, kv: int) -> tuple[bytes, bytes, int]:
+        self._get(key_set)
+        entry = self._vfc.get((key_set, check_kv(kv)))
+        if entry is None:
+            held = ", ".join(map(str, self.vfc_versions(key_set))) or "none"
+            raise HsmInputError(f"key set {key_set!r} holds no IMK_VFC kv {kv} (held: {held})")
+        return entry
+
+    def use_vfc_imk(self, key_set: str, kv: int, operation: Callable[[bytes], T]) -> T:
+        """`use` for IMK_VFC: the clear key exists only for the operation."""
+        blob = self._vfc_entry(key_set, kv)[0]
+        return operation(self._lmk.unwrap(blob, key_set=key_set, label=imk_label(kv)))
 
     def __repr__(self) -> str:
         return f"KeyStore(key_sets={self.key_set_names()!r})"

@@ -199,7 +199,10 @@ def apdus_per_fuelling(rig: Rig) -> int:
 
 
 def run_bench(
-    seconds: float = 2.0, progress: Callable[[str], None] = lambda _: None, vpcd: bool = True
+    seconds: float = 2.0,
+    progress: Callable[[str], None] = lambda _: None,
+    vpcd: bool = True,
+    host: bool = True,
 ) -> dict[str, float]:
     rig = make_rig()
     rig.station().fuelling()  # warm-up
@@ -229,4 +232,13 @@ def run_bench(
 
         progress("virtual PC/SC reader")
         figures.update(bench_vpcd(rig, seconds))
+    if host:
+        from terminal_sim.bench_host import bench_host  # a real server and SQLite file
+
+        progress("host ingest and reconciliation")
+        figures.update(bench_host(seconds))
+        from terminal_sim.bench_vfc import bench_token_validations
+
+        progress("virtual card token validations")
+        figures["token_validations_per_s"] = round(bench_token_validations(seconds), 1)
     return figures

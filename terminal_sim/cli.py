@@ -20,6 +20,8 @@ from cardcore.bcd import card_number_to_asn
 from cardcore.clockrng import SeededRng
 from hsm_mock.hsm import MockHsm, key_report
 from terminal_sim.bench import run_bench
+from terminal_sim.cli_host import openapi, promotions, read_knobs, read_rules
+from terminal_sim.cli_reports import clear_command, reconcile_command, report_command
 from terminal_sim.cli_run import run
 from terminal_sim.cli_support import Settings, friendly_errors, settings
 from terminal_sim.cli_trace import trace
@@ -248,8 +250,9 @@ def hsm_which(asn: str, issuer: str | None) -> None:
 @click.option(
     "--no-vpcd", is_flag=True, help="Skip the virtual PC/SC reader figures (they need pcscd)."
 )
+@click.option("--no-host", is_flag=True, help="Skip the host figures (ingest, reconcile_1m_s).")
 @friendly_errors
-def bench(as_json: bool, seconds: float, no_vpcd: bool) -> None:
+def bench(as_json: bool, seconds: float, no_vpcd: bool, no_host: bool) -> None:
     """Measure throughput of the emulated card, PSAM and flows on this machine.
 
     The vpcd_* figures go through pyscard, pcscd and vsmartcard-vpcd (pcscd is started when it
@@ -259,6 +262,7 @@ def bench(as_json: bool, seconds: float, no_vpcd: bool) -> None:
         seconds,
         progress=lambda step: click.echo(f"measuring {step}…", err=True),
         vpcd=not no_vpcd,
+        host=not no_host,
     )
     if as_json:
         click.echo(json.dumps(figures))
@@ -286,14 +290,59 @@ def host() -> None:
 @click.option(
     "--dev-key", is_flag=True, help="Create (once) and print a terminal AK/SK for dev use."
 )
+@click.option(
+    "--promotions",
+    "promotions_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Load these promotion rules (fuelsim.promotions/1) before serving.",
+)
+@click.option(
+    "--test-knobs",
+    "knobs_file",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    help="Turn test knobs on (PUT /v1/test/knobs), starting with FILE's (fuelsim.knobs/1). "
+    "A restart knob exits with status 75.",
+)
 @friendly_errors
-def host_serve(bind: str, port: int, db: Path | None, dev_key: bool) -> None:
+def host_serve(
+    bind: str,
+    port: int,
+    db: Path | None,
+    dev_key: bool,
+    promotions_file: Path | None,
+    knobs_file: str | None,
+) -> None:
     """Serve the host API (OpenAPI at /openapi.json) until Ctrl-C."""
+    from host_sim.knobs import Knobs
     from host_sim.server import serve
 
     path = db or data_dir() / "host.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
-    serve(bind, port, str(path), settings().hsm(), dev_key=dev_key, out=click.echo)
+    rules = read_rules(promotions_file) if promotions_file else []
+    knobs = (
+        None if knobs_file is None else Knobs(read_knobs(Path(knobs_file)) if knobs_file else [])
+    )
+    status = serve(
+        bind,
+        port,
+        str(path),
+        settings().hsm(),
+        dev_key=dev_key,
+        out=click.echo,
+        promotions=rules,
+        test_knobs=knobs,
+    )
+    if status:
+        sys.exit(status)
+
+
+host.add_command(promotions)
+host.add_command(openapi)
+host.add_command(reconcile_command)
+host.add_command(clear_command)
+host.add_command(report_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

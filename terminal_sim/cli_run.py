@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from terminal_sim.cli_support import friendly_errors
+from terminal_sim.host_link import HOSTS
 from terminal_sim.scenario_world import TRANSPORTS
 from terminal_sim.scenarios import ScenarioResult, discover, load_scenario, run_scenario
 
@@ -28,7 +29,8 @@ def junit(results: list[ScenarioResult]) -> bytes:
         case = ElementTree.SubElement(
             suite,
             "testcase",
-            classname=f"scenarios.{result.transport}",
+            classname=f"scenarios.{result.transport}"
+            + ("" if result.host == "inproc" else f".{result.host}"),
             name=result.scenario.name,
             file=str(result.scenario.path),
             time=f"{result.seconds:.3f}",
@@ -49,6 +51,7 @@ def as_json(results: list[ScenarioResult]) -> str:
                 "scenario": r.scenario.name,
                 "file": str(r.scenario.path),
                 "transport": r.transport,
+                "host": r.host,
                 "passed": r.passed,
                 "seconds": round(r.seconds, 4),
                 "failure": r.failure or None,
@@ -77,18 +80,28 @@ def as_json(results: list[ScenarioResult]) -> str:
     multiple=True,
     help="inproc (default) and/or vpcd (the user card through pcscd and vsmartcard-vpcd).",
 )
+@click.option(
+    "--host",
+    "hosts",
+    type=click.Choice(HOSTS),
+    multiple=True,
+    help="inproc (default: host_sim's code in this process) and/or http (the real host over "
+    "HTTP on 127.0.0.1, with its SQLite file).",
+)
 @click.option("--junit", "junit_file", type=click.Path(path_type=Path), help="JUnit XML report.")
 @click.option("--json", "json_file", type=click.Path(path_type=Path), help="JSON report.")
 @friendly_errors
 def run(
     paths: tuple[Path, ...],
     transport: tuple[str, ...],
+    hosts: tuple[str, ...],
     junit_file: Path | None,
     json_file: Path | None,
 ) -> None:
     """Run scenarios (files or folders of *.yaml); exit 1 when any fails."""
     scenarios = [load_scenario(path) for path in discover(list(paths))]
     transports = transport or ("inproc",)
+    runs = [(kind, host) for kind in transports for host in hosts or ("inproc",)]
     pcscd = None
     if "vpcd" in transports:
         from terminal_sim.pcscd import ensure_pcscd
@@ -98,11 +111,11 @@ def run(
     console = Console(stderr=True)
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("scenarios", total=len(scenarios) * len(transports))
-            for kind in transports:
+            task = progress.add_task("scenarios", total=len(scenarios) * len(runs))
+            for kind, host in runs:
                 for scenario in scenarios:
-                    progress.update(task, description=f"{kind}: {scenario.name}")
-                    results.append(run_scenario(scenario, kind))
+                    progress.update(task, description=f"{kind}/{host}: {scenario.name}")
+                    results.append(run_scenario(scenario, kind, host))
                     progress.advance(task)
     finally:
         if pcscd is not None:
@@ -110,12 +123,13 @@ def run(
 
             stop_pcscd(pcscd)
     table = Table(title="fuelsim scenarios")
-    for column in ("scenario", "transport", "result", "steps", "seconds", "failure"):
+    for column in ("scenario", "transport", "host", "result", "steps", "seconds", "failure"):
         table.add_column(column)
     for r in results:
         table.add_row(
             r.scenario.name,
             r.transport,
+            r.host,
             "[green]pass" if r.passed else "[red]FAIL",
             str(len(r.steps)),
             f"{r.seconds:.3f}",

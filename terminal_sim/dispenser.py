@@ -26,6 +26,7 @@ from cardcore.records import (
     LockRecord,
     TxLogEntry,
 )
+from host_sim.promotions import Offer, rule_from_dict
 from terminal_sim.channel import CardRefused, Channel
 from terminal_sim.events import BILL, MESSAGE, STATE, TICK, Event, EventBus
 from terminal_sim.fuelling import (
@@ -45,6 +46,7 @@ from terminal_sim.fuelling import (
     unlock_answer,
 )
 from terminal_sim.journal import Journal
+from terminal_sim.promotions import PriceQuoter, PumpSale
 from terminal_sim.readers import CardLost
 
 FUELLING_CARD_TYPES = {CardType.USER, CardType.STAFF, CardType.PUMP_TEST}
@@ -86,10 +88,12 @@ class Fuelling:
     limit_volume: int  # 0.01 L the preset and the balance allow
     volume: int = 0
     card_lost: bool = False
+    offer: Offer | None = None  # the host's discount, quoted when the nozzle was lifted
 
     @property
     def amount(self) -> int:
-        return Sale(self.nozzle, self.grade.code, self.grade.price, self.volume).amount
+        """What the card pays for the fuel so far, after the discount."""
+        return charge(Sale(self.nozzle, self.grade.code, self.grade.price, self.volume), self.offer)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Dispenser:
         station: StationBills | None = None,
         blacklisted: Callable[[bytes], bool] = lambda _: False,
         flow_per_tick: int = 50,  # 0.50 L per tick
+        quoter: PriceQuoter | None = None,
     ) -> None:
         self.name = name
         self.card_reader = card
@@ -126,6 +131,7 @@ class Dispenser:
         self.station = station or StationBills()
         self.blacklisted = blacklisted
         self.flow_per_tick = flow_per_tick
+        self.quoter = quoter
         self.state = State.IDLE
         self.card_data: CardData | None = None
         self.balance = 0
@@ -322,6 +328,7 @@ class Dispenser:
         data = self.ready_card()
         grade = self.nozzles[preset.nozzle]
         now = self.clock.now()
+        offer = self.quote(data, grade, preset.nozzle, limit)
         txn = self.journal.begin(
             "fuelling",
             self.name,
@@ -333,6 +340,8 @@ class Dispenser:
             ef1b=data.general.to_bytes(),
             ef1c=data.restrictions.to_bytes(),
         )
+        if offer is not None:
+            self.journal.step(txn, "offer", **offer_fields(offer))
         locked = lock(
             self.card,
             self.psam,
@@ -342,10 +351,21 @@ class Dispenser:
             before_lock=lambda intent: self.journal.step(txn, "locking", **lock_fields(intent)),
         )
         self.journal.step(txn, "locked", **lock_fields(locked))
-        self.fuelling = Fuelling(txn, preset.nozzle, grade, data, locked, limit)
+        self.fuelling = Fuelling(txn, preset.nozzle, grade, data, locked, limit, offer=offer)
         self.enter(State.FUELLING)
+        if offer is not None:
+            self.show(f"{grade.name}: {offer.text}")
         self.show(f"fuelling {grade.name}")
         return self.fuelling
+
+    def quote(self, data: CardData, grade: Grade, nozzle: int, limit: int) -> Offer | None:
+        """The host's discount for the most this authorisation allows (list price)."""
+        if self.quoter is None:
+            return None
+        gross = Sale(nozzle, grade.code, grade.price, limit).amount
+        return self.quoter.quote(
+            PumpSale(data.public.asn, self.term, grade.code, gross, limit, self.clock.now())
+        )
 
     def tick(self, ticks: int = 1) -> int:
         """Deliver fuel; returns the volume so far (0.01 L). Stops at the preset."""
@@ -383,7 +403,9 @@ class Dispenser:
         fuelling = self.current()
         sale = Sale(fuelling.nozzle, fuelling.grade.code, fuelling.grade.price, fuelling.volume)
         self.journal.step(fuelling.txn, "delivered", volume=fuelling.volume)
-        unlock = unlock_answer(self.psam, fuelling.card.public.asn8, fuelling.locked, sale.amount)
+        unlock = unlock_answer(
+            self.psam, fuelling.card.public.asn8, fuelling.locked, charge(sale, fuelling.offer)
+        )
         self.journal.step(fuelling.txn, "unlock", **unlock_fields(unlock))
         bill = self.finish(
             fuelling.txn, fuelling.card, fuelling.locked, unlock, sale, fuelling.card_lost
@@ -451,7 +473,11 @@ class Dispenser:
             bill_ttc=self.next_bill_ttc(),
         )
         self.journal.step(txn, "done", bill=bill.to_bytes())
-        self.show(f"paid {sale.amount / 100:.2f}; balance {bill.balance_after / 100:.2f}")
+        off = sale.amount - unlock.amount
+        discount = f" after {off / 100:.2f} discount" if off else ""
+        self.show(
+            f"paid {unlock.amount / 100:.2f}{discount}; balance {bill.balance_after / 100:.2f}"
+        )
         return self.store_bill(bill)
 
     def escaped(
@@ -469,7 +495,7 @@ class Dispenser:
         )
         self.station.escape[(data.public.asn, locked.lock_ctc)] = bill
         self.journal.step(txn, "done", bill=bill.to_bytes(), escape=True)
-        self.show(f"escape bill {sale.amount / 100:.2f} kept: re-insert the card at this station")
+        self.show(f"escape bill {unlock.amount / 100:.2f} kept: re-insert the card at this station")
         return self.store_bill(bill)
 
     def psam_data_or_fail(self) -> PsamData:
@@ -504,6 +530,25 @@ def lock_fields(locked: GreyLock) -> dict[str, object]:
         "mac2": locked.mac2,
         "gtac": locked.gtac,
     }
+
+
+def charge(sale: Sale, offer: Offer | None) -> int:
+    """What the card pays: the sale at list price less the offer's discount on it. The bill
+    keeps the list price, so its discount is volume × price − amount (docs/promotions.md)."""
+    return sale.amount - (offer.discount(sale.amount, sale.volume) if offer else 0)
+
+
+def offer_fields(offer: Offer) -> dict[str, object]:
+    return {"rule": offer.rule.to_dict(), "quoted_discount": offer.quoted_discount}
+
+
+def offer_from_journal(fields: dict[str, object] | None) -> Offer | None:
+    """The offer a journaled fuelling was authorised with (None: none was)."""
+    if fields is None:
+        return None
+    rule, quoted = fields["rule"], fields["quoted_discount"]
+    assert isinstance(rule, dict) and isinstance(quoted, int)
+    return Offer(rule_from_dict(rule), quoted)
 
 
 def unlock_fields(unlock: UnlockAnswer) -> dict[str, object]:

@@ -9,7 +9,13 @@ from cardcore import commands as cmd
 from cardcore.layout import LockStatus, TxType
 from cardcore.records import Bill, Cardholder, EtGeneralInfo, PublicAppData, Restrictions
 from terminal_sim.channel import CardRefused
-from terminal_sim.dispenser import Dispenser, lock_fields, unlock_fields
+from terminal_sim.dispenser import (
+    Dispenser,
+    charge,
+    lock_fields,
+    offer_from_journal,
+    unlock_fields,
+)
 from terminal_sim.fuelling import (
     CardData,
     GreyLock,
@@ -81,7 +87,9 @@ def recover_one(pump: Dispenser, entry: JournalEntry) -> Bill:
     unlock = (
         UnlockAnswer(**unlock_data)
         if unlock_data is not None
-        else unlock_answer(pump.psam, asn[2:], locked, sale.amount)
+        else unlock_answer(
+            pump.psam, asn[2:], locked, charge(sale, offer_from_journal(entry.data("offer")))
+        )
     )
     pump.journal.step(entry.txn, "unlock", **unlock_fields(unlock))
     debited = entry.data("debited")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +24,9 @@ import httpx
 
 from cardcore.errors import FuelsimError
 from cardcore.ports import Clock
-from cardcore.records import Bill
+from cardcore.records import Bill, StoreSale
 from host_sim.bills import MAX_BATCH
+from host_sim.promotions import Kind, Level
 from host_sim.signing import SERVER_TIME_HEADER, parse_time, sign_request
 
 
@@ -116,6 +118,26 @@ class CardAccount:
     entries: list[AccountEntry]
 
 
+@dataclass(frozen=True)
+class PromotionQuote:
+    """The host's answer to a pump's quote: `rule_id` None means no discount."""
+
+    quote_id: str | None
+    rule_id: str | None
+    level: Level | None
+    kind: Kind | None
+    value: int
+    min_amount: int
+    max_discount: int | None
+    discount: int
+    pay: int
+    text: str
+    station_id: str
+
+
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _asn_text(asn: bytes | str) -> str:
     text = asn.hex() if isinstance(asn, bytes) else asn
     if len(text) != 20 or not text.isdigit():
@@ -141,6 +163,8 @@ class HostClient:
         self._sk = sk
         self.terminal_id = terminal_id
         self._now = self._clock(clock)
+        # TCP_NODELAY: a request's body goes out at once, not after the headers' delayed ACK.
+        transport = transport or httpx.HTTPTransport(socket_options=[NO_DELAY])
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         self.last_server_time: datetime | None = None
 
@@ -262,6 +286,37 @@ class HostClient:
                 )
         return results
 
+    def upload_store_sales(
+        self, sales: Sequence[StoreSale], *, terminal_id: str | None = None
+    ) -> list[BillResult]:
+        """Upload store sales in batches of up to 500; one result per sale, in order (a
+        result's `bill_id` is the host's sale id)."""
+        if not sales:
+            return []
+        terminal = terminal_id or self.terminal_id or sales[0].term.hex().upper()
+        results: list[BillResult] = []
+        for start in range(0, len(sales), MAX_BATCH):
+            batch = sales[start : start + MAX_BATCH]
+            answer = self.request(
+                "POST",
+                "/v1/store-sales",
+                payload={"terminal_id": terminal, "sales": [s.to_bytes().hex() for s in batch]},
+            )
+            for item in answer["results"]:
+                results.append(
+                    BillResult(
+                        index=start + int(item["index"]),
+                        status=item["status"],
+                        bill_id=item.get("sale_id"),
+                        reason=item.get("reason"),
+                        message=item.get("message", ""),
+                        booked=item["status"] == "accepted",
+                        transaction_id=item.get("transaction_id"),
+                        exception_id=item.get("exception_id"),
+                    )
+                )
+        return results
+
     def blacklist(self, since: int = 0, *, limit: int | None = None) -> BlacklistDelta:
         query: dict[str, Any] = {"since": since}
         if limit is not None:
@@ -296,3 +351,95 @@ class HostClient:
             blacklisted=answer["blacklisted"],
             entries=[AccountEntry(**entry) for entry in answer["entries"]],
         )
+
+    def quote_promotion(
+        self,
+        terminal_id: str,
+        asn: bytes | str,
+        grade: int,
+        amount: int,
+        volume: int = 0,
+        coupon: str | None = None,
+    ) -> PromotionQuote:
+        """The discount of a sale at authorisation (`POST /v1/promotions/quote`)."""
+        payload: dict[str, Any] = {
+            "terminal_id": terminal_id,
+            "asn": _asn_text(asn),
+            "grade": grade,
+            "amount": amount,
+            "volume": volume,
+        }
+        if coupon is not None:
+            payload["coupon"] = coupon
+        return PromotionQuote(**self.request("POST", "/v1/promotions/quote", payload=payload))
+
+    # Virtual fleet cards (the driver's phone) ---------------------------------------------------
+
+    def server_time(self) -> datetime:
+        """The host's clock from the open `GET /health` (whole seconds, as the host sends it)."""
+        try:
+            response = self._http.get("/health")
+        except httpx.HTTPError as exc:
+            raise HostUnavailable(
+                "E_UNREACHABLE", f"GET /health: {exc}", status=None, details={}
+            ) from exc
+        if not response.is_success:
+            raise self._error(response)
+        return parse_time(str(response.json()["server_time"]))
+
+    def vfc_cards(self) -> list[dict[str, Any]]:
+        """The cards bound to the calling driver (`GET /v1/vfc/cards`)."""
+        cards: list[dict[str, Any]] = self.request("GET", "/v1/vfc/cards")["cards"]
+        return cards
+
+    def vfc_keys(self, card_id: str, count: int | None = None) -> dict[str, Any]:
+        """Limited-use keys for the driver's phone (`POST /v1/vfc/cards/{card_id}/keys`)."""
+        payload = None if count is None else {"count": count}
+        answer: dict[str, Any] = self.request(
+            "POST", f"/v1/vfc/cards/{card_id}/keys", payload=payload
+        )
+        return answer
+
+    def _vfc_pump(
+        self, path: str, method: str, data: str, pump: int, product: str, amount: int, **extra: Any
+    ) -> dict[str, Any]:
+        terminal = extra.pop("terminal_id", None) or self.terminal_id
+        if terminal is None:
+            raise ValueError("a VFC payment names its terminal: pass terminal_id")
+        payload = {
+            "terminal_id": terminal,
+            "method": method,
+            "data": data,
+            "pump": pump,
+            "product": product,
+            "amount": amount,
+            **extra,
+        }
+        answer: dict[str, Any] = self.request("POST", path, payload=payload)
+        return answer
+
+    def vfc_authorize(
+        self, method: str, data: str, *, pump: int, product: str, amount: int
+    ) -> dict[str, Any]:
+        """Prepaid: validate a virtual card code and hold `amount` (`POST /v1/vfc/authorize`)."""
+        return self._vfc_pump("/v1/vfc/authorize", method, data, pump, product, amount)
+
+    def vfc_flash_pay(
+        self, method: str, data: str, *, pump: int, product: str, amount: int, sale_id: str
+    ) -> dict[str, Any]:
+        """Post-paid: pay the pump's finished sale once (`POST /v1/vfc/flash-pay`)."""
+        return self._vfc_pump(
+            "/v1/vfc/flash-pay", method, data, pump, product, amount, sale_id=sale_id
+        )
+
+    def vfc_complete(self, hold_id: int, amount: int) -> dict[str, Any]:
+        """Settle the delivered amount of a hold, releasing the rest (`POST /v1/vfc/complete`)."""
+        payload = {"terminal_id": self.terminal_id, "hold_id": hold_id, "amount": amount}
+        answer: dict[str, Any] = self.request("POST", "/v1/vfc/complete", payload=payload)
+        return answer
+
+    def vfc_release(self, hold_id: int) -> dict[str, Any]:
+        """Nothing delivered: release the whole hold (`POST /v1/vfc/release`)."""
+        payload = {"terminal_id": self.terminal_id, "hold_id": hold_id}
+        answer: dict[str, Any] = self.request("POST", "/v1/vfc/release", payload=payload)
+        return answer

@@ -15,8 +15,9 @@
 
 Refusals publish a MESSAGE and raise `OfficeRefused`, carrying the host's `E_…` code when the host
 refused. A host that cannot be reached is refused as "host unreachable" (`E_UNREACHABLE`): before
-the value command, nothing moved; after it, the confirmation waits in `unconfirmed`. A card lost after CREDIT FOR LOAD or ONLINE UNLOCK was sent leaves the operation in doubt:
-`recover()` asks the re-inserted card for its proof and completes the host's side.
+the value command, nothing moved; after it, the confirmation waits in `unconfirmed`. A card
+lost after CREDIT FOR LOAD or ONLINE UNLOCK was sent leaves the operation in doubt: `recover()`
+asks the re-inserted card for its proof and completes the host's side.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from terminal_sim.readers import CardLost
 
 T = TypeVar("T")
 BLOCK_SWS = (SW.FUNCTION_NOT_SUPPORTED_BLOCKED, SW.APP_PERMANENTLY_BLOCKED)
+UNREACHABLE = "E_UNREACHABLE"  # HostUnavailable's code
 
 
 class OfficeRefused(FuelsimError):
@@ -411,10 +413,15 @@ class IssuingOffice:
             self.journal.step(doubt.txn, "proof", mac=mac, tac=tac)
         done = replace(doubt, fields={**doubt.fields, "mac": mac, "tac": tac})
         self.unconfirmed.append(done)
-        if doubt.kind == LOAD:
-            result: LoadResult | OnlineUnlockResult = self._confirm_load(done, tac)
-        else:
-            result = self._confirm_unlock(done, mac)
+        try:
+            if doubt.kind == LOAD:
+                result: LoadResult | OnlineUnlockResult = self._confirm_load(done, tac)
+            else:
+                result = self._confirm_unlock(done, mac)
+        except OfficeRefused as refused:
+            if refused.code == UNREACHABLE:  # the card moved: say so, and that the host will know
+                self.show(f"the card did the {doubt.kind}; it is confirmed when the host is back")
+            raise
         self.unconfirmed.remove(done)
         self._close(doubt.txn)
         return result

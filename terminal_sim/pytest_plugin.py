@@ -1,6 +1,8 @@
 """pytest plugin: scenario files under a `scenarios` folder are collected as tests, once per
-transport (`--scenario-transport inproc|vpcd|both`, default both), and the session summary says
-how many tests went through the real PC/SC stack."""
+transport (`--scenario-transport inproc|vpcd|both`, default both) and once more against the real
+HTTP host (`--scenario-host inproc|http|both`, default both): items `[inproc]`, `[vpcd]` and
+`[http]` (in process, with `HttpOnlineHost` and a uvicorn server over an SQLite file). The session
+summary says how many tests went through the real PC/SC stack."""
 
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="both",
         help="run scenario files in process, through pcscd+vpcd, or both (default)",
     )
+    parser.addoption(
+        "--scenario-host",
+        choices=("inproc", "http", "both"),
+        default="both",
+        help="the host of in-process scenario runs: in process, the real HTTP host, or both "
+        "(default; the http items run in process only)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,11 +51,19 @@ class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         scenario = load_scenario(self.path)
         chosen = self.config.getoption("--scenario-transport")
-        for transport in ("inproc", "vpcd") if chosen == "both" else (chosen,):
+        hosts = self.config.getoption("--scenario-host")
+        transports = ("inproc", "vpcd") if chosen == "both" else (chosen,)
+        for transport in transports:
+            if transport == "inproc" and hosts == "http":
+                continue
             item = ScenarioItem.from_parent(self, name=transport, scenario=scenario)
             if transport == "vpcd":
                 item.add_marker(pytest.mark.pcsc)
             yield item
+        if "inproc" in transports and hosts in ("http", "both"):
+            yield ScenarioItem.from_parent(
+                self, name="http", scenario=scenario, transport="inproc", host="http"
+            )
 
 
 class ScenarioFailed(Exception):
@@ -56,23 +73,29 @@ class ScenarioFailed(Exception):
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *, scenario: Any, transport: str | None = None, host: str = "inproc", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.transport = transport or self.name
+        self.host = host
 
     def runtest(self) -> None:
         if self.name == "vpcd" and "pcscd" not in _PCSCD:
             from terminal_sim.pcscd import ensure_pcscd
 
             _PCSCD["pcscd"] = ensure_pcscd()
-        result = run_scenario(self.scenario, self.name)
+        result = run_scenario(self.scenario, self.transport, self.host)
         if not result.passed:
             raise ScenarioFailed(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
             result = excinfo.value.result
-            lines = [f"scenario {result.scenario.name!r} ({result.transport}) failed"]
+            lines = [
+                f"scenario {result.scenario.name!r} ({result.transport}, {result.host} host) failed"
+            ]
             if result.error:
                 lines.append(result.error)
             lines += [

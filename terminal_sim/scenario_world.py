@@ -20,14 +20,17 @@ from cardcore.clockrng import ManualClock, SeededRng
 from cardcore.errors import FuelsimError
 from cardcore.ports import Reader
 from cardcore.records import Bill
+from host_sim.promotions import PromotionError, rules_from_document
 from hsm_mock.hsm import MockHsm
 from terminal_sim.dispenser import Dispenser, Grade, StationBills
 from terminal_sim.events import BILL, Event, EventBus, Recorder
 from terminal_sim.fuelling import BillType
+from terminal_sim.host_link import HostLink, open_host
 from terminal_sim.issuing import issue_profile
 from terminal_sim.journal import Journal
 from terminal_sim.office import IssuingOffice
-from terminal_sim.online import InProcessHost
+from terminal_sim.online import OnlineHost
+from terminal_sim.promotions import InProcessQuoter
 from terminal_sim.readers import CardLost, InProcReader
 from terminal_sim.store_pos import StorePos
 
@@ -124,7 +127,7 @@ class Terminal:
 class World:
     clock: ManualClock
     hsm: MockHsm
-    host: InProcessHost
+    host: OnlineHost
     bus: EventBus
     events: Recorder
     journal: Journal
@@ -133,6 +136,9 @@ class World:
     cards: dict[str, FuelCard] = field(default_factory=dict)
     terminals: dict[str, Terminal] = field(default_factory=dict)
     restarts: dict[str, Callable[[], Dispenser]] = field(default_factory=dict)
+    link: HostLink | None = None  # the host's on/off switch and the escape bills' outbox
+    extensions: dict[str, Any] = field(default_factory=dict)  # set by ACTOR_HOOKS
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def card(self, name: str) -> FuelCard:
         if name not in self.cards:
@@ -155,19 +161,30 @@ class World:
         for terminal in self.terminals.values():
             terminal.slot.remove()
         self.journal.close()
+        if self.link is not None:
+            self.link.close()
+        for close in self.closers:
+            close()
 
 
 def build_world(
-    actors: dict[str, Any], *, start: datetime, transport: str, workdir: Path, seed: int = 1
+    actors: dict[str, Any],
+    *,
+    start: datetime,
+    transport: str,
+    workdir: Path,
+    seed: int = 1,
+    host_kind: str = "inproc",
 ) -> World:
-    """Cards, terminals and host from a scenario's `actors` section."""
+    """Cards, terminals and host (`inproc` or `http`) from a scenario's `actors` section."""
     if transport not in TRANSPORTS:
         raise ScenarioError(f"transport {transport!r}: expected one of {', '.join(TRANSPORTS)}")
     clock = ManualClock(start)
     hsm = MockHsm()
     bus, events = EventBus(), Recorder()
     bus.subscribe(events)
-    host = InProcessHost(hsm, clock)
+    link = open_host(host_kind, hsm, clock, bus, workdir)
+    host = link.host
     world = World(
         clock,
         hsm,
@@ -177,12 +194,13 @@ def build_world(
         Journal(workdir / "journal.sqlite"),
         StationBills(),
         transport,
+        link=link,
     )
 
     def escape_to_host(event: Event) -> None:
         bill = event.data.get("bill")
         if event.kind == BILL and bill is not None and bill.tx_type == BillType.ESCAPE:
-            host.record_escape_bill(bill)
+            link.send_escape_bill(bill)  # kept for later while the host is down
 
     bus.subscribe(escape_to_host)
     for offset, (name, spec) in enumerate(dict(actors.get("cards", {})).items()):
@@ -193,6 +211,7 @@ def build_world(
             raise ScenarioError(f"card {name!r}: {profile!r} is not a user card")
         world.cards[name] = applet
         place_escape_bill(world, str(name), issued.escape_bill, escape_bill)
+    quoter = promotions_of(actors)
     slot_type = VpcdSlot if transport == "vpcd" else CardSlot
     for offset, (name, spec) in enumerate(dict(actors.get("terminals", {})).items(), 100):
         spec = dict(spec or {})
@@ -224,6 +243,7 @@ def build_world(
                     journal=world.journal,
                     station=world.station,
                     blacklisted=host.blacklisted,
+                    quoter=quoter,
                 )
                 dispenser.start()
                 return dispenser
@@ -234,17 +254,35 @@ def build_world(
             psam = in_memory(
                 issue_profile(spec.get("psam", "psam-store"), hsm).cells, SeededRng(seed + offset)
             )
-            pos = StorePos(name, slot, InProcReader(psam, f"{name} PSAM"), host, bus, clock)
+            psam_reader = InProcReader(psam, f"{name} PSAM")
+            pos = StorePos(name, slot, psam_reader, host, bus, clock, journal=world.journal)
             pos.start()
             world.terminals[name] = Terminal(kind, pos, slot)
         elif kind == "office":
             term = bytes.fromhex(str(spec.get("terminal_id", "440101000901")))
+            link.register([term])
             world.terminals[name] = Terminal(
-                kind, IssuingOffice(name, slot, host, bus, clock, term), slot
+                kind, IssuingOffice(name, slot, host, bus, clock, term, world.journal), slot
             )
         else:
             raise ScenarioError(f"terminal {name!r}: kind must be dispenser, pos or office")
+    for hook in ACTOR_HOOKS:
+        hook(world, actors, workdir, seed)
     return world
+
+
+# More actor kinds (e.g. terminal_sim.scenario_vfc: fleets, phones): hook(world, actors, …).
+ACTOR_HOOKS: list[Callable[[World, dict[str, Any], Path, int], None]] = []
+
+
+def promotions_of(actors: dict[str, Any]) -> InProcessQuoter | None:
+    """`promotions:` — host promotion rules (docs/promotions.md) the pumps quote at lift."""
+    if "promotions" not in actors:
+        return None
+    try:
+        return InProcessQuoter(rules_from_document(actors["promotions"]))
+    except PromotionError as exc:
+        raise ScenarioError(f"promotions: {exc}") from None
 
 
 ESCAPE_BILL_PLACES = ("host", "station", "none")
@@ -280,7 +318,8 @@ def place_escape_bill(world: World, name: str, bill: Bill | None, place: str) ->
             raise ScenarioError(f"card {name!r}: escape_bill: the profile has no escape bill")
         return
     if place in ("host", "station"):
-        world.host.record_escape_bill(bill)
+        assert world.link is not None
+        world.link.record_escape_bill(bill)
     if place == "station":
         world.station.escape[(bill.asn, bill.ctc)] = bill
 

@@ -25,7 +25,8 @@ from cardcore.layout import LockStatus
 from cardcore.records import LockRecord, PublicAppData
 from terminal_sim.dispenser import Preset
 from terminal_sim.events import MESSAGE
-from terminal_sim.scenario_world import ScenarioError
+from terminal_sim.host_link import HostLink
+from terminal_sim.scenario_world import ScenarioError, build_world
 from terminal_sim.service import DEFAULT_PIN, Forecourt
 
 FORMAT = "fuelsim.scenario/1"
@@ -60,6 +61,7 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0
+    host: str = "inproc"  # the host the scenario ran against: inproc or http
 
     @property
     def passed(self) -> bool:
@@ -112,6 +114,8 @@ ARGUMENTS: dict[str, Arguments] = {
     "online_unlock": arguments("at", "card pin"),
     "advance_clock": arguments("", "hours minutes seconds"),
     "crash": arguments("at", "card_removed card"),
+    "host_down": arguments(),
+    "host_up": arguments(),
     "expect": arguments(
         "", "card balance lock store_flag log_entries at message messages_exclude bill bills"
     ),
@@ -210,14 +214,22 @@ def discover(paths: list[Path]) -> list[Path]:
     return found
 
 
-def run_scenario(scenario: Scenario, transport: str = "inproc") -> ScenarioResult:
-    result = ScenarioResult(scenario, transport)
+def run_scenario(
+    scenario: Scenario, transport: str = "inproc", host: str = "inproc"
+) -> ScenarioResult:
+    """Run the scenario's steps until one fails; `host`: in process, or the real HTTP host."""
+    result = ScenarioResult(scenario, transport, host=host)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fuelsim-scenario-") as workdir:
         try:
-            forecourt = Forecourt.open(
-                scenario.actors, start=scenario.start, transport=transport, workdir=Path(workdir)
+            world = build_world(
+                scenario.actors,
+                start=scenario.start,
+                transport=transport,
+                workdir=Path(workdir),
+                host_kind=host,
             )
+            forecourt = Forecourt(world)
         except FuelsimError as exc:
             result.error = f"actors: {exc}"
             return result
@@ -369,6 +381,25 @@ def crash(fc: Forecourt, args: dict[str, Any]) -> str:
     return f"recovered {len(bills)} transaction(s)"
 
 
+def host_link(fc: Forecourt) -> HostLink:
+    link = fc.world.link
+    if link is None:
+        raise ScenarioError("this world has no host to switch")
+    return link
+
+
+def host_down(fc: Forecourt, args: dict[str, Any]) -> str:
+    """The host cannot be reached (HTTP: the server stops; in process: every call refused)."""
+    host_link(fc).down()
+    return "host down"
+
+
+def host_up(fc: Forecourt, args: dict[str, Any]) -> str:
+    """The host is back (HTTP: on the same port and database file); kept escape bills go."""
+    sent = host_link(fc).up()
+    return f"host up; {sent} kept escape bill(s) uploaded"
+
+
 def expect(fc: Forecourt, args: dict[str, Any]) -> str:
     world = fc.world
     checked = []
@@ -436,7 +467,7 @@ def expect(fc: Forecourt, args: dict[str, Any]) -> str:
         if not isinstance(args["bill"], dict):
             raise ScenarioError(f"expect: bill: a mapping expected, not {args['bill']!r}")
         bill, want_bill = pump.bills[-1], dict(args["bill"])
-        unknown = set(want_bill) - {"type", "amount", "litres"}
+        unknown = set(want_bill) - {"type", "amount", "litres", "discount"}
         if unknown:
             raise ScenarioError(f"expect: bill: unknown field {sorted(unknown)[0]!r}")
         if "type" in want_bill:
@@ -454,6 +485,12 @@ def expect(fc: Forecourt, args: dict[str, Any]) -> str:
             )
         if "litres" in want_bill:
             assert bill.volume == fen(want_bill["litres"], "litres"), f"volume {bill.volume}"
+        if "discount" in want_bill:
+            # The bill keeps the list price: its discount is volume × price − amount.
+            off = (bill.volume * bill.price + 50) // 100 - bill.amount
+            assert off == fen(want_bill["discount"], "bill discount"), (
+                f"bill discount {off / 100:.2f}"
+            )
         checked.append("bill")
     if not checked:
         raise ScenarioError(
@@ -479,5 +516,9 @@ ACTIONS: dict[str, Callable[[Forecourt, dict[str, Any]], str | None]] = {
     "online_unlock": online_unlock,
     "advance_clock": advance_clock,
     "crash": crash,
+    "host_down": host_down,
+    "host_up": host_up,
     "expect": expect,
 }
+
+from terminal_sim import scenario_vfc  # noqa: E402, F401  (registers the virtual card steps)

@@ -7,16 +7,22 @@ are tracked here: a card sits in at most one terminal's slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from card_profiles.fuel_card import FuelCard
+from card_profiles.inspect import Section, describe
+from cardcore.errors import FuelsimError
 from cardcore.layout import LockStatus
+from cardcore.ports import Reader
 from cardcore.records import Bill, LockRecord, PublicAppData
 from terminal_sim.dispenser import Dispenser, Fuelling, Preset
-from terminal_sim.events import Event
+from terminal_sim.events import APDU, Event
 from terminal_sim.fuelling import CardData
 from terminal_sim.office import (
     IssuingOffice,
@@ -29,6 +35,9 @@ from terminal_sim.office import (
 )
 from terminal_sim.scenario_world import ScenarioError, World, build_world
 from terminal_sim.store_pos import Receipt, StorePos
+
+if TYPE_CHECKING:
+    from terminal_sim.scenarios import StepResult
 
 DEFAULT_PIN = "999999"
 
@@ -44,14 +53,26 @@ class CardStatus:
 
 
 class Forecourt:
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, *, timer: Callable[[], float] = time.perf_counter) -> None:
         self.world = world
+        self.timer = timer  # times APDU exchanges; a fixed one makes traces reproducible
+        self.reader_cards: dict[str, ReaderCard] = {}
+        for name in world.terminals:
+            self._trace_terminal(name)
 
     @classmethod
     def open(
-        cls, actors: dict[str, Any], *, start: datetime, workdir: Path, transport: str = "inproc"
+        cls,
+        actors: dict[str, Any],
+        *,
+        start: datetime,
+        workdir: Path,
+        transport: str = "inproc",
+        seed: int = 1,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> Forecourt:
-        return cls(build_world(actors, start=start, transport=transport, workdir=workdir))
+        world = build_world(actors, start=start, transport=transport, workdir=workdir, seed=seed)
+        return cls(world, timer=timer)
 
     def close(self) -> None:
         self.world.close()
@@ -77,10 +98,11 @@ class Forecourt:
     def insert(self, card: str, at: str, pin: str | None = None) -> CardData | None:
         """Put the card in a terminal's slot; at a pump with a PIN, check and verify it too."""
         terminal = self.world.terminal(at)
+        applet = self._applet(card)
         current = self.world.slot_of(card)
         if current is not None:
             current.remove()
-        terminal.slot.insert(self.world.card(card), card)
+        terminal.slot.insert(applet, card)
         if terminal.kind == "dispenser" and pin is not None:
             return self.dispenser(at).insert_card(pin)
         return None
@@ -156,6 +178,7 @@ class Forecourt:
                     other.remove()
             terminal.slot.insert(self.world.card(card), card)
         terminal.device = self.world.restarts[at]()
+        self._trace_terminal(at)
         return self.dispenser(at).recover()
 
     # Store and office ------------------------------------------------------------------------
@@ -215,3 +238,222 @@ class Forecourt:
     def advance_clock(self, seconds: float) -> datetime:
         self.world.clock.advance(seconds)
         return self.world.clock.now()
+
+    # Views and tools for interactive clients (the TUI) -----------------------------------------
+    def terminals(self) -> dict[str, str]:
+        """Terminal name → kind (dispenser, pos, office), in the order of the actors."""
+        return {name: terminal.kind for name, terminal in self.world.terminals.items()}
+
+    def cards(self) -> list[str]:
+        """Emulated cards, then cards reached through a reader."""
+        return [*self.world.cards, *self.reader_cards]
+
+    def is_emulated(self, card: str) -> bool:
+        return card in self.world.cards
+
+    def dispenser_view(self, name: str) -> DispenserView:
+        pump = self.dispenser(name)
+        fuelling = pump.fuelling
+        current = None
+        if fuelling is not None:
+            current = FuellingView(
+                fuelling.nozzle,
+                fuelling.grade.name,
+                fuelling.volume,
+                fuelling.amount,
+                fuelling.limit_volume,
+                fuelling.card_lost,
+            )
+        nozzles = tuple(
+            NozzleView(number, grade.name, grade.price) for number, grade in pump.nozzles.items()
+        )
+        slot = self.world.terminal(name).slot
+        return DispenserView(name, pump.state.value, slot.card_name, pump.balance, nozzles, current)
+
+    def card_sections(self, card: str) -> list[Section]:
+        """The card's files, purse, counters, lock record and log, decoded for display."""
+        return describe(dict(self._emulated(card).nvm.cells))
+
+    def lock_record(self, card: str) -> LockRecord:
+        return LockRecord.from_bytes(self._emulated(card).nvm.cells["lock"])
+
+    def reset(self, card: str) -> bytes:
+        """A warm reset of the card (its session state is lost); returns the ATR."""
+        return self._applet(card).reset()
+
+    def add_card(self, name: str, url: str) -> str:
+        """A card from a reader URL: `inproc:PROFILE` issues a new emulated card, `pcsc:READER`
+        puts the card in that PC/SC reader at the terminals' disposal (insert it like any)."""
+        if name in self.world.cards or name in self.reader_cards:
+            raise ServiceError(f"there is already a card {name!r}")
+        scheme, _, target = url.partition(":")
+        if scheme == "inproc" and target:
+            from card_profiles.emulator import in_memory
+            from cardcore.clockrng import SeededRng
+            from terminal_sim.issuing import issue_profile
+
+            issued = issue_profile(target, self.world.hsm)
+            applet = in_memory(issued.cells, SeededRng(len(self.cards()) + 1))
+            if not isinstance(applet, FuelCard):
+                raise ServiceError(f"{target!r} is not a user card profile")
+            self.world.cards[name] = applet
+        else:
+            from terminal_sim.reader_url import open_reader
+
+            self.reader_cards[name] = ReaderCard(open_reader(url, self.world.hsm, name=name))
+        return name
+
+    def _emulated(self, card: str) -> FuelCard:
+        if card in self.reader_cards:
+            raise ServiceError(f"card {card!r} is in a real reader: its memory cannot be read")
+        return self.world.card(card)
+
+    def _applet(self, card: str) -> FuelCard:
+        reader_card = self.reader_cards.get(card)
+        if reader_card is not None:
+            # The slots drive a card through power_on/power_off/process only, which a
+            # reader-backed card provides.
+            return cast(FuelCard, reader_card)
+        return self.world.card(card)
+
+    def _trace_terminal(self, name: str) -> None:
+        """Publish every exchange of the terminal's card slot and PSAM as an APDU event."""
+        terminal = self.world.terminals[name]
+        self._trace(terminal.slot, name, "card")
+        psam = getattr(terminal.device, "psam_reader", None)
+        if psam is not None:
+            self._trace(psam, name, "psam")
+
+    def _trace(self, reader: Any, terminal: str, role: str) -> None:
+        if getattr(reader, "_traced_by", None) is self:
+            return
+        inner: Callable[[bytes], bytes] = reader.transmit
+        bus, timer = self.world.bus, self.timer
+
+        def transmit(command: bytes) -> bytes:
+            began = timer()
+            response: bytes | None = None
+            try:
+                response = inner(command)
+                return response
+            finally:
+                data = {
+                    "reader": role,
+                    "command": command,
+                    "response": response,
+                    "seconds": timer() - began,
+                }
+                bus.publish(Event(APDU, terminal, data))
+
+        # An instance attribute: every holder of this reader (terminal, channel) sees it.
+        reader.transmit = transmit
+        reader._traced_by = self
+
+
+class ServiceError(FuelsimError):
+    title = "forecourt"
+
+
+class ReaderCard:
+    """A card reached through a reader (a real PC/SC slot), driven like an emulated one."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def power_on(self) -> bytes:
+        return self.reader.connect()
+
+    def power_off(self) -> None:
+        self.reader.disconnect()
+
+    def reset(self) -> bytes:
+        self.reader.disconnect()
+        return self.reader.connect()
+
+    def process(self, apdu: bytes) -> bytes:
+        return self.reader.transmit(apdu)
+
+
+@dataclass(frozen=True)
+class NozzleView:
+    number: int
+    grade: str
+    price: int  # fen per litre
+
+
+@dataclass(frozen=True)
+class FuellingView:
+    nozzle: int
+    grade: str
+    volume: int  # 0.01 L
+    amount: int  # fen
+    limit_volume: int  # 0.01 L the preset and balance allow
+    card_lost: bool
+
+
+@dataclass(frozen=True)
+class DispenserView:
+    name: str
+    state: str
+    card: str | None  # the card in the slot
+    balance: int  # fen, read at insertion
+    nozzles: tuple[NozzleView, ...]
+    fuelling: FuellingView | None
+
+
+@dataclass(frozen=True)
+class PcscReaders:
+    """The PC/SC readers pcscd lists, or why none could be listed."""
+
+    names: tuple[str, ...]
+    error: str | None = None
+
+
+def pcsc_readers() -> PcscReaders:
+    """List the PC/SC readers; no pcscd (or no PC/SC library) is an answer, not an error."""
+    try:
+        from terminal_sim.pcsc_reader import PcscContext  # loads pyscard
+    except ImportError as exc:  # pragma: no cover - pyscard is a dependency
+        return PcscReaders((), f"PC/SC is not available: {exc}")
+    try:
+        context = PcscContext()
+    except FuelsimError as exc:
+        return PcscReaders((), f"{exc} (start pcscd: sudo systemctl start pcscd)")
+    try:
+        return PcscReaders(tuple(context.readers()))
+    except FuelsimError as exc:
+        return PcscReaders((), str(exc))
+    finally:
+        context.close()
+
+
+def scenario_steps(
+    path: Path,
+    *,
+    on_event: Callable[[Event], None],
+    transport: str = "inproc",
+    timer: Callable[[], float] = time.perf_counter,
+) -> Iterator[StepResult]:
+    """Run a scenario file one step at a time: yields each step's result as it finishes (and
+    stops after the first failure); its events go to `on_event` as they happen."""
+    from terminal_sim.scenarios import load_scenario, run_step  # it imports this module
+
+    scenario = load_scenario(path)
+    with tempfile.TemporaryDirectory(prefix="fuelsim-scenario-") as workdir:
+        forecourt = Forecourt.open(
+            scenario.actors,
+            start=scenario.start,
+            transport=transport,
+            workdir=Path(workdir),
+            timer=timer,
+        )
+        unsubscribe = forecourt.subscribe(on_event)
+        try:
+            for number, step in enumerate(scenario.steps, 1):
+                result = run_step(forecourt, number, step)
+                yield result
+                if not result.ok:
+                    break
+        finally:
+            unsubscribe()
+            forecourt.close()

@@ -21,7 +21,7 @@ PROTOCOL_METHODS = sorted(
 
 
 def test_protocol_has_the_expected_methods() -> None:
-    assert len(PROTOCOL_METHODS) == 17
+    assert len(PROTOCOL_METHODS) == 18
     assert "verify_online_unlock_mac3" in PROTOCOL_METHODS
 
 
@@ -80,6 +80,7 @@ def _calls(asn8: bytes, term: bytes) -> dict[str, Callable[[MockHsm, str], objec
         ),
         "reload_pin_mac": lambda h, ks: h.reload_pin_mac(asn8, pin=b"\x99\x99\x99", key_set=ks),
         "bill_tmac": lambda h, ks: h.bill_tmac(bytes(91), ks),
+        "bill_tmacs": lambda h, ks: h.bill_tmacs([bytes(91)], ks),
     }  # fmt: skip
 
 
@@ -208,3 +209,11 @@ def test_wrong_length_mac_does_not_match(
 def test_key_set_files_order_and_error_paths(tmp_path: Path) -> None:
     with pytest.raises(FuelsimError, match="cannot read"):
         MockHsm.with_key_set_files([tmp_path / "absent.json"])
+
+
+def test_bill_tmacs_is_bill_tmac_of_each(hsm: MockHsm) -> None:
+    bodies = [bytes(91), bytes(range(91)), b"\xff" * 91]
+    assert hsm.bill_tmacs(bodies) == [hsm.bill_tmac(body) for body in bodies]
+    assert hsm.bill_tmacs([]) == []
+    with pytest.raises(HsmInputError):
+        hsm.bill_tmacs([bytes(91), "text"])  # type: ignore[list-item]

@@ -9,11 +9,12 @@ from datetime import datetime
 
 import pytest
 
+from card_profiles.emulator import in_memory
 from card_profiles.fuel_card import FuelCard
 from card_profiles.psam import Psam
 from cardcore import commands as cmd
 from cardcore import layout
-from cardcore.clockrng import ManualClock
+from cardcore.clockrng import ManualClock, SeededRng
 from cardcore.layout import AppBlock, LockStatus, TxType
 from cardcore.records import Bill, LockRecord, PublicAppData
 from hsm_mock.hsm import MockHsm
@@ -190,24 +191,24 @@ def _flip(mac: bytes) -> bytes:
 
 def test_host_checks_the_load_mac1_and_tac(desk: Callable[..., Desk]) -> None:
     d = desk("new")
-    card, asn8 = Channel(d.reader), d.public().asn8
+    card, asn = Channel(d.reader), d.public().asn
     card.send(cmd.select(layout.ET_AID))
     card.send(cmd.verify(PIN))
     init = card.send(cmd.initialize_for_load(500, OTHER_STATION))
     request = dict(rand=init[8:12], online_ctc=0, old_balance=0, amount=500, term=OTHER_STATION)
     with pytest.raises(HostRefused) as refused:
-        d.host.authorize_load(asn8, **request, mac1=_flip(init[12:16]))
+        d.host.authorize_load(asn, **request, mac1=_flip(init[12:16]))
     assert refused.value.code == E_BAD_MAC1
-    auth = d.host.authorize_load(asn8, **request, mac1=init[12:16])
+    auth = d.host.authorize_load(asn, **request, mac1=init[12:16])
     tac = card.send(cmd.credit_for_load(auth.dt, auth.mac2))
     booked = dict(new_balance=500, online_ctc=0, amount=500, term=OTHER_STATION, dt=auth.dt)
     for changes, code in (({"tac": _flip(tac)}, E_BAD_TAC), ({"amount": 501}, E_NOT_AUTHORIZED)):
         with pytest.raises(HostRefused) as refused:
-            d.host.confirm_load(asn8, **{**booked, "tac": tac, **changes})
+            d.host.confirm_load(asn, **{**booked, "tac": tac, **changes})
         assert refused.value.code == code
     assert d.host.loads == []
-    d.host.confirm_load(asn8, **booked, tac=tac)
-    d.host.confirm_load(asn8, **booked, tac=tac)  # a repeat books once
+    d.host.confirm_load(asn, **booked, tac=tac)
+    d.host.confirm_load(asn, **booked, tac=tac)  # a repeat books once
     assert len(d.host.loads) == 1
 
 
@@ -288,7 +289,7 @@ def test_host_signs_only_the_store_flag(desk: Callable[..., Desk]) -> None:
     d = desk()
     header = cmd.update_binary_mac_header(layout.SFI_EF15, 0, b"\x99")  # the issuer id
     with pytest.raises(HostRefused) as refused:
-        d.host.store_flag_mac(d.public().asn8, command=header, challenge=bytes(4))
+        d.host.store_flag_mac(d.public().asn, command=header, challenge=bytes(4))
     assert refused.value.code == E_FORMAT
 
 
@@ -419,16 +420,24 @@ def test_host_keeps_only_genuine_escape_bills(desk: Callable[..., Desk], escape_
 
 
 def test_an_escape_bill_that_does_not_match_the_card_is_refused(
-    make_card: Callable[..., FuelCard], hsm: MockHsm, escape_bill: Bill
+    issued: Callable[[str], IssuedCard], hsm: MockHsm, escape_bill: Bill
 ) -> None:
-    card = make_card("grey-locked")
+    """A forged bill is refused by the bill checks (the GTAC covers the locked balance); a genuine
+    bill with a card that holds another balance (its MAC1 covers it) is refused at the unlock."""
     host = InProcessHost(hsm, ManualClock(datetime(2027, 1, 1)))
     wrong = replace(escape_bill, balance_after=escape_bill.balance_after - 1)
-    host.record_escape_bill(replace(wrong, tmac=hsm.bill_tmac(wrong.body())))
+    with pytest.raises(HostRefused, match="GTAC") as refused:
+        host.record_escape_bill(replace(wrong, tmac=hsm.bill_tmac(wrong.body())))
+    assert refused.value.code == E_BAD_BILL and host.escape_bills == {}
+    host.record_escape_bill(escape_bill)
+    cells = {**issued("grey-locked").cells, "et.balance": (99_999).to_bytes(4, "big")}
+    card = in_memory(cells, SeededRng(1))
+    assert isinstance(card, FuelCard)
     office = IssuingOffice(
         "o", InProcReader(card, "card"), host, EventBus(), host.clock, SAME_STATION
     )
+    card.power_on()
     before = dict(card.nvm.cells)
-    with pytest.raises(OfficeRefused, match="the bill locked 99999") as refused:
+    with pytest.raises(OfficeRefused, match="holds 99999 fen, the bill locked 100000") as refused:
         office.online_unlock(PIN)
     assert refused.value.code == E_BILL_MISMATCH and dict(card.nvm.cells) == before

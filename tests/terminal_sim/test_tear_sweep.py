@@ -41,7 +41,7 @@ from terminal_sim.fuelling import BillType, Sale
 from terminal_sim.issuing import IssuedCard
 from terminal_sim.journal import Journal
 from terminal_sim.office import IssuingOffice, OfficeRefused
-from terminal_sim.online import HostRefused, InProcessHost
+from terminal_sim.online import InProcessHost
 from terminal_sim.readers import CardLost, InProcReader
 from terminal_sim.store_pos import IN_DOUBT, Item, StorePos, StoreRefused
 
@@ -489,7 +489,7 @@ class Office:
         self.card = card
         self.clock = ManualClock(START)
         self.journal = Journal(directory / "journal.sqlite")
-        self.host = InProcessHost(hsm, self.clock)
+        self.host = InProcessHost(hsm, self.clock, db=directory / "host.sqlite")
         self.initial = balance(card)
 
     def office(self, fault: Fault | None = None) -> IssuingOffice:
@@ -500,8 +500,10 @@ class Office:
         )
 
     def loaded(self) -> int:
-        """What the host booked as loaded onto the card."""
-        return sum(load.amount for load in self.host.loads)
+        """What the host's ledger says was loaded onto the card (credit-normal account)."""
+        asn = self.card.nvm.cells["ef15"][10:20].hex().upper()
+        with self.host.db.connect() as conn:
+            return ledger.balance(conn, ledger.card_account(asn))
 
 
 def load(office: IssuingOffice) -> None:
@@ -611,18 +613,19 @@ class HostDownAtConfirm:
         return getattr(self.host, name)
 
     def confirm_load(self, *args: Any, **kwargs: Any) -> None:
-        raise HostRefused("E_UNAVAILABLE", "host unreachable")
+        self.host.available = False
+        self.host.confirm_load(*args, **kwargs)
 
 
 def test_load_confirmed_after_the_host_comes_back(counter: Callable[[], Office]) -> None:
     office = counter()
     healthy = office.host
     office.host = HostDownAtConfirm(healthy)  # type: ignore[assignment]
-    with pytest.raises(OfficeRefused, match="E_UNAVAILABLE"):
+    with pytest.raises(OfficeRefused, match="host unreachable"):
         load(office.office())
     assert balance(office.card) == office.initial + 10_000 and office.host.loads == []
     assert [e.last for e in office.journal.unfinished()] == ["proof"]
-    office.host = healthy  # back up; the office restarts and confirms from its journal
+    office.host, healthy.available = healthy, True  # back up; the office restarts, confirms
     restarted = office.office()
     assert [r.amount for r in restarted.confirm()] == [10_000]
     assert restarted.confirm() == [] and office.journal.unfinished() == []
