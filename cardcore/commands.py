@@ -46,6 +46,9 @@ _NAMES: dict[tuple[int, int, int | None], str] = {
 }
 
 
+COMMAND_NAMES: tuple[str, ...] = tuple(_NAMES.values())
+
+
 def command_name(apdu: CommandApdu) -> str:
     for key in ((apdu.cla, apdu.ins, apdu.p1), (apdu.cla, apdu.ins, None)):
         if key in _NAMES:

@@ -184,6 +184,10 @@ class Dispenser:
             raise self.refuse(str(exc)) from None
         if data.holder.card_type not in FUELLING_CARD_TYPES:
             raise self.refuse("this card type cannot buy fuel")
+        if self.unfinished_for(data.public.asn):
+            # This pump lost the card mid-transaction (GREY LOCK's answer, say): finish that
+            # transaction now that the card is back, as after a restart.
+            self.recover()
         answer = self.card.exchange(cmd.verify(pin))
         if answer.sw == 0x6983:
             raise self.refuse("PIN blocked: reload it at an issuing office")
@@ -513,11 +517,19 @@ class Dispenser:
         return bill
 
     # Recovery --------------------------------------------------------------------------------
+    def unfinished_for(self, asn: bytes) -> bool:
+        """Whether the journal holds an unfinished transaction of this pump with this card."""
+        return any(
+            (entry.data("begin") or {}).get("asn") == asn
+            for entry in self.journal.unfinished(self.name)
+        )
+
     def recover(self) -> list[Bill]:
         """Finish every journaled fuelling of this pump after a crash or power loss."""
         from terminal_sim.dispenser_recovery import recover_one  # it imports this module
 
-        return [recover_one(self, entry) for entry in self.journal.unfinished(self.name)]
+        bills = [recover_one(self, entry) for entry in self.journal.unfinished(self.name)]
+        return [bill for bill in bills if bill is not None]
 
 
 def lock_fields(locked: GreyLock) -> dict[str, object]:

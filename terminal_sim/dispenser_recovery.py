@@ -68,13 +68,15 @@ def card_data_from(entry: JournalEntry) -> CardData:
     )
 
 
-def recover_one(pump: Dispenser, entry: JournalEntry) -> Bill:
+def recover_one(pump: Dispenser, entry: JournalEntry) -> Bill | None:
+    """The transaction's bill, or None when it never locked the card (closed as aborted)."""
     locked_data = entry.data("locked")
     if locked_data is None:
         found = lock_on_card(pump, entry)
         if found is None:  # the lock never happened: nothing to finish
             pump.journal.step(entry.txn, "done", aborted=True)
-            raise pump.refuse("the interrupted fuelling never locked the card")
+            pump.show("the interrupted fuelling never locked the card: nothing to bill")
+            return None
         locked = found
     else:
         locked = GreyLock(**locked_data)

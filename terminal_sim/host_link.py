@@ -21,6 +21,7 @@ from pathlib import Path
 from cardcore.clockrng import ManualClock
 from cardcore.errors import FuelsimError
 from cardcore.records import Bill
+from host_sim import ledger
 from host_sim.access import DEFAULT_SCOPES, OFFICE_SCOPES, add_access_key, add_terminal
 from host_sim.app import create_app
 from host_sim.db import Database
@@ -136,6 +137,15 @@ class HostLink:
     def register(self, terminals: Iterable[bytes]) -> None:
         if self.server is not None:
             self.server.register(terminals)
+
+    def card_balance(self, asn: bytes) -> int:
+        """The card's balance in the host's ledger (loads less booked sales), read straight
+        from the host's database, as a tester would (HTTP: the server's SQLite file)."""
+        db = self.server.db if self.server is not None else getattr(self.host, "db", None)
+        if not isinstance(db, Database):
+            raise FuelsimError("this host's database cannot be read from here")
+        with db.connect() as conn:
+            return ledger.balance(conn, ledger.card_account(asn.hex().upper()))
 
     def record_escape_bill(self, bill: Bill) -> None:
         """Upload an escape bill now (its pump is registered with the station first)."""

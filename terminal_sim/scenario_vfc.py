@@ -34,7 +34,7 @@ from host_sim.vfc_policy import VfcPolicy
 from terminal_sim.host_client import HostError
 from terminal_sim.phone import Phone, PhoneHost
 from terminal_sim.readers import InProcReader
-from terminal_sim.scenario_world import ACTOR_HOOKS, ScenarioError, World
+from terminal_sim.scenario_world import ACTOR_HOOKS, ScenarioError, VpcdSlot, World
 from terminal_sim.scenarios import ACTIONS, ARGUMENTS, arguments, fen, flag
 from terminal_sim.service import Forecourt
 from terminal_sim.vfc_pump import Presented, VfcPump, presented_text
@@ -245,11 +245,25 @@ def phone_arm(fc: Forecourt, args: dict[str, Any]) -> str:
 
 
 def _presented(
-    vw: VfcWorld, phone: str, method: str, pump: VfcPump, amount: int, tamper: bool
+    vw: VfcWorld,
+    phone: str,
+    method: str,
+    pump: VfcPump,
+    amount: int,
+    tamper: bool,
+    world: World,
 ) -> Presented:
     if method == "nfc":
-        reader = InProcReader(HceApplet(vw.phone(phone), SeededRng(7)), f"{phone} NFC")
-        return pump.tap(reader, amount)
+        applet = HceApplet(vw.phone(phone), SeededRng(7))
+        if world.transport != "vpcd":
+            return pump.tap(InProcReader(applet, f"{phone} NFC"), amount)
+        # The tap goes through pcscd + vpcd + pyscard, in a vpcd slot no card terminal holds.
+        contactless = VpcdSlot(f"{phone} NFC", in_use=world.vpcd_in_use)
+        contactless.serve(applet)
+        try:
+            return pump.tap(contactless, amount)
+        finally:
+            contactless.remove()
     if phone not in vw.codes:
         raise ScenarioError(f"{phone} shows no code: arm it first")
     if method == "numeric":
@@ -270,7 +284,7 @@ def vfc_pay(fc: Forecourt, args: dict[str, Any]) -> str:
     product = str(args.get("product", "92"))
     if flag(args, "arm", True):
         phone_arm(fc, {"phone": phone, **({"pin": args["pin"]} if "pin" in args else {})})
-    code = _presented(vw, phone, method, pump, amount, flag(args, "tamper"))
+    code = _presented(vw, phone, method, pump, amount, flag(args, "tamper"), fc.world)
     if str(args.get("model", "prepaid")) == "flash":
         answer = pump.flash_pay(code, product, amount, str(args.get("sale_id", "S-1")))
     else:
@@ -303,7 +317,7 @@ def vfc_race(fc: Forecourt, args: dict[str, Any]) -> str:
     results: list[Any] = [None] * len(pumps)
 
     def run(i: int) -> None:
-        code = _presented(vw, phone, method, pumps[i], amount, False)
+        code = _presented(vw, phone, method, pumps[i], amount, False, fc.world)
         barrier.wait()
         try:
             results[i] = pumps[i].authorize(code, "92", amount)

@@ -1,7 +1,7 @@
 """The world a scenario runs in: cards, a station's terminals with card slots, clock and host.
 
 Every terminal has a card slot. In process, a slot hands commands straight to the card that was
-inserted in it. With the `vpcd` transport, the inserted card is served into vpcd slot 0 and the
+inserted in it. With the `vpcd` transport, the inserted card is served into a free vpcd slot and the
 terminal talks to it through pyscard and pcscd; the PSAMs, which never leave their terminals,
 stay in process.
 """
@@ -16,9 +16,10 @@ from typing import Any
 
 from card_profiles.emulator import in_memory
 from card_profiles.fuel_card import FuelCard
+from card_profiles.nvm import PowerLost
 from cardcore.clockrng import ManualClock, SeededRng
 from cardcore.errors import FuelsimError
-from cardcore.ports import Reader
+from cardcore.ports import CardOS, Reader
 from cardcore.records import Bill
 from host_sim.promotions import PromotionError, rules_from_document
 from hsm_mock.hsm import MockHsm
@@ -33,6 +34,7 @@ from terminal_sim.online import OnlineHost
 from terminal_sim.promotions import InProcessQuoter
 from terminal_sim.readers import CardLost, InProcReader
 from terminal_sim.store_pos import StorePos
+from terminal_sim.vpcd import Tear
 
 TRANSPORTS = ("inproc", "vpcd")
 
@@ -42,15 +44,29 @@ class ScenarioError(FuelsimError):
 
 
 class CardSlot:
-    """A terminal's card slot (a Reader): empty, or holding one card."""
+    """A terminal's card slot (a Reader): empty, or holding one card.
 
-    def __init__(self, name: str) -> None:
+    `tears` (shared by the world's slots) holds the cards to pull mid-command: a card listed
+    there is armed when it enters a slot (see `terminal_sim.vpcd.Tear`)."""
+
+    def __init__(self, name: str, tears: dict[str, Tear] | None = None) -> None:
         self.name = name
         self.card: FuelCard | None = None
         self.card_name: str | None = None
+        self.tears = {} if tears is None else tears
+        self._tear: Tear | None = None
 
     def insert(self, card: FuelCard, card_name: str) -> None:
         self.card, self.card_name = card, card_name
+        self.arm()
+
+    def arm(self) -> None:
+        """Arm the tear waiting for the card in the slot, if there is one."""
+        if self.card_name in self.tears:
+            self.tear_next(self.tears.pop(self.card_name))
+
+    def tear_next(self, tear: Tear) -> None:
+        self._tear = tear
 
     def remove(self) -> None:
         if self.card is not None:
@@ -65,7 +81,23 @@ class CardSlot:
             self.card.power_off()
 
     def transmit(self, command: bytes) -> bytes:
-        return InProcReader(self.applet(), self.name).transmit(command)
+        applet, tear = self.applet(), self._tear
+        if tear is None or not tear.applies(command):
+            return InProcReader(applet, self.name).transmit(command)
+        self._tear = None
+        applet.nvm.tear_hook = None if tear.point is None else tear.hook()
+        try:
+            response = applet.process(command)
+        except PowerLost:
+            self.remove()
+            raise CardLost(f"{self.name}: the card gave no answer") from None  # as over PC/SC
+        finally:
+            applet.nvm.tear_hook = None
+        if tear.point is not None:  # the command wrote nothing: wait for one that does
+            self._tear = tear
+            return response
+        self.remove()  # committed, but the answer never left the card
+        raise CardLost(f"{self.name}: the card gave no answer")
 
     def applet(self) -> FuelCard:
         if self.card is None:
@@ -74,46 +106,83 @@ class CardSlot:
 
 
 class VpcdSlot(CardSlot):
-    """A card slot behind the real PC/SC stack: the inserted card is served in vpcd slot 0."""
+    """A card slot behind the real PC/SC stack: the inserted card is served in a free slot of
+    vpcd (it has two readers, so two cards can be in terminals at once); `in_use` is shared by
+    the world's slots."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(
+        self,
+        name: str,
+        tears: dict[str, Tear] | None = None,
+        in_use: dict[int, str] | None = None,
+    ) -> None:
+        super().__init__(name, tears)
         from terminal_sim.pcsc_reader import PcscContext, PcscReader  # loads pyscard
         from terminal_sim.pcscd import VPCD_READERS
         from terminal_sim.vpcd import VirtualSlot
 
         self._virtual_slot = VirtualSlot
+        self._pcsc_reader = PcscReader
+        self._readers = VPCD_READERS
         self.context = PcscContext()
-        self.reader_name = VPCD_READERS[0]
-        self.reader: Reader = PcscReader(self.reader_name, self.context)
+        self.in_use = {} if in_use is None else in_use
+        self.index: int | None = None
+        self.reader: Reader | None = None
         self.served: Any = None
 
     def insert(self, card: FuelCard, card_name: str) -> None:
-        super().insert(card, card_name)
-        self.served = self._virtual_slot(card, 0)
+        self.card, self.card_name = card, card_name
+        self.serve(card)
+        self.arm()
+
+    def tear_next(self, tear: Tear) -> None:
+        self.served.tear_next(tear.applies, tear.point)  # vpcd pulls it: pcscd sees it go
+
+    def serve(self, applet: CardOS) -> None:
+        """Put any card OS (a fuel card, a phone's HCE applet) into a free vpcd slot."""
+        free = [i for i in range(len(self._readers)) if i not in self.in_use]
+        if not free:
+            held = ", ".join(f"{name} (vpcd slot {i})" for i, name in sorted(self.in_use.items()))
+            raise ScenarioError(f"{self.name}: both virtual readers hold a card: {held}")
+        self.index = free[0]
+        self.in_use[self.index] = self.name
+        name = self._readers[self.index]
+        self.reader = self._pcsc_reader(name, self.context)
+        self.served = self._virtual_slot(applet, self.index)
         self.served.insert()
-        self.context.wait_for(self.reader_name, True, timeout=10)
+        self.context.wait_for(name, True, timeout=10)
 
     def remove(self) -> None:
-        if self.served is not None:
+        if self.served is not None and self.index is not None:
             self.served.remove()
-            self.context.wait_for(self.reader_name, False, timeout=10)
+            self.context.wait_for(self._readers[self.index], False, timeout=10)
             self.served = None
-        self.reader.disconnect()
+        if self.reader is not None:
+            self.reader.disconnect()
+        if self.index is not None:
+            self.in_use.pop(self.index, None)
+            self.index = self.reader = None
         super().remove()
 
-    def connect(self) -> bytes:
-        if self.served is None:
+    def _held(self) -> Reader:
+        if self.served is None or self.reader is None:
             raise CardLost(f"{self.name}: no card in the slot")
-        return self.reader.connect()
+        return self.reader
+
+    def connect(self) -> bytes:
+        return self._held().connect()
 
     def disconnect(self) -> None:
-        self.reader.disconnect()
+        if self.reader is not None:
+            self.reader.disconnect()
 
     def transmit(self, command: bytes) -> bytes:
-        if self.served is None:
-            raise CardLost(f"{self.name}: no card in the slot")
-        return self.reader.transmit(command)
+        reader = self._held()
+        try:
+            return reader.transmit(command)
+        except CardLost:
+            self.remove()  # pulled (a tear): the slot is empty until the card is put back
+            raise
 
 
 @dataclass
@@ -137,6 +206,8 @@ class World:
     terminals: dict[str, Terminal] = field(default_factory=dict)
     restarts: dict[str, Callable[[], Dispenser]] = field(default_factory=dict)
     link: HostLink | None = None  # the host's on/off switch and the escape bills' outbox
+    tears: dict[str, Tear] = field(default_factory=dict)  # cards to pull mid-command
+    vpcd_in_use: dict[int, str] = field(default_factory=dict)  # vpcd slot → terminal
     extensions: dict[str, Any] = field(default_factory=dict)  # set by ACTOR_HOOKS
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -212,11 +283,14 @@ def build_world(
         world.cards[name] = applet
         place_escape_bill(world, str(name), issued.escape_bill, escape_bill)
     quoter = promotions_of(actors)
-    slot_type = VpcdSlot if transport == "vpcd" else CardSlot
     for offset, (name, spec) in enumerate(dict(actors.get("terminals", {})).items(), 100):
         spec = dict(spec or {})
         kind = spec.get("kind")
-        slot = slot_type(name)
+        slot = (
+            VpcdSlot(name, world.tears, world.vpcd_in_use)
+            if transport == "vpcd"
+            else CardSlot(name, world.tears)
+        )
         if kind == "dispenser":
             psam = in_memory(
                 issue_profile(spec.get("psam", "psam-dispenser"), hsm).cells,

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from cardcore import layout
+from cardcore.apdu import CommandApdu
+from cardcore.commands import COMMAND_NAMES, command_name
 from cardcore.errors import FuelsimError
 from cardcore.layout import LockStatus
 from cardcore.records import LockRecord, PublicAppData
@@ -28,6 +30,7 @@ from terminal_sim.events import MESSAGE
 from terminal_sim.host_link import HostLink
 from terminal_sim.scenario_world import ScenarioError, build_world
 from terminal_sim.service import DEFAULT_PIN, Forecourt
+from terminal_sim.vpcd import Tear
 
 FORMAT = "fuelsim.scenario/1"
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, 0)
@@ -75,13 +78,13 @@ class ScenarioResult:
         return self.error
 
 
-def fen(value: Any, what: str) -> int:
-    """Yuan (`12.50`, 12.5, 12) to fen, exactly."""
+def fen(value: Any, what: str, *, signed: bool = False) -> int:
+    """Yuan (`12.50`, 12.5, 12) to fen, exactly; negative only when `signed`."""
     try:
         amount = Decimal(str(value)) * 100
     except InvalidOperation:
         raise ScenarioError(f"{what}: {value!r} is not an amount in yuan") from None
-    if amount != amount.to_integral_value() or amount < 0:
+    if amount != amount.to_integral_value() or (amount < 0 and not signed):
         raise ScenarioError(f"{what}: {value!r} is not a whole number of fen")
     return int(amount)
 
@@ -114,10 +117,14 @@ ARGUMENTS: dict[str, Arguments] = {
     "online_unlock": arguments("at", "card pin"),
     "advance_clock": arguments("", "hours minutes seconds"),
     "crash": arguments("at", "card_removed card"),
+    "tear": arguments("card", "command point after"),
+    "recover": arguments("at"),
     "host_down": arguments(),
     "host_up": arguments(),
     "expect": arguments(
-        "", "card balance lock store_flag log_entries at message messages_exclude bill bills"
+        "",
+        "card balance lock store_flag log_entries host_balance at message messages_exclude bill"
+        " bills",
     ),
 }
 
@@ -381,6 +388,32 @@ def crash(fc: Forecourt, args: dict[str, Any]) -> str:
     return f"recovered {len(bills)} transaction(s)"
 
 
+def tear(fc: Forecourt, args: dict[str, Any]) -> str:
+    """Pull the card during its next `command` (by name; default: its next writing command), at
+    write point `point` (0: before anything is committed), or with `after: true` once the command
+    committed but before the answer leaves the card. Armed now if the card is in a slot, else
+    when it is next inserted."""
+    name = str(args["card"])
+    fc.world.card(name)
+    command = args.get("command")
+    if command is not None and command not in COMMAND_NAMES:
+        raise ScenarioError(f"command {command!r}: expected one of {', '.join(COMMAND_NAMES)}")
+    after = flag(args, "after")
+    point = None if after else int(args.get("point", 0))
+
+    def applies(request: bytes) -> bool:
+        return command is None or command_name(CommandApdu.from_bytes(request)) == command
+
+    pulled = Tear(applies, point)
+    slot = fc.world.slot_of(name)
+    if slot is None:
+        fc.world.tears[name] = pulled
+    else:
+        slot.tear_next(pulled)
+    where = "after it commits" if after else f"at write point {point}"
+    return f"{name} will be pulled during {command or 'its next writing command'} {where}"
+
+
 def host_link(fc: Forecourt) -> HostLink:
     link = fc.world.link
     if link is None:
@@ -430,8 +463,18 @@ def expect(fc: Forecourt, args: dict[str, Any]) -> str:
                 f"the card's log holds {entries} entries, expected {want_entries}"
             )
             checked.append("log")
+        if "host_balance" in args:
+            if world.link is None:
+                raise ScenarioError("expect: host_balance needs a host")
+            asn = PublicAppData.from_bytes(cells["ef15"]).asn
+            got = world.link.card_balance(asn)
+            want = fen(args["host_balance"], "host_balance", signed=True)
+            assert got == want, (
+                f"the host's ledger holds {got / 100:.2f} for the card, expected {want / 100:.2f}"
+            )
+            checked.append("host ledger")
     else:
-        for key in ("balance", "lock", "store_flag", "log_entries"):
+        for key in ("balance", "lock", "store_flag", "log_entries", "host_balance"):
             if key in args:
                 raise ScenarioError(f"expect: {key} needs card")
     if "message" in args or "messages_exclude" in args:
@@ -516,6 +559,8 @@ ACTIONS: dict[str, Callable[[Forecourt, dict[str, Any]], str | None]] = {
     "online_unlock": online_unlock,
     "advance_clock": advance_clock,
     "crash": crash,
+    "tear": tear,
+    "recover": lambda fc, args: fc.recover(str(args["at"])),
     "host_down": host_down,
     "host_up": host_up,
     "expect": expect,

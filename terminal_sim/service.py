@@ -33,6 +33,7 @@ from terminal_sim.office import (
     StoreFlagResult,
     UnblockResult,
 )
+from terminal_sim.online import OnlineHost
 from terminal_sim.scenario_world import ScenarioError, World, build_world
 from terminal_sim.store_pos import Receipt, StorePos
 
@@ -70,8 +71,17 @@ class Forecourt:
         transport: str = "inproc",
         seed: int = 1,
         timer: Callable[[], float] = time.perf_counter,
+        host_kind: str = "inproc",
     ) -> Forecourt:
-        world = build_world(actors, start=start, transport=transport, workdir=workdir, seed=seed)
+        """`host_kind`: `inproc`, or `http` (the host app on 127.0.0.1, `workdir/host.sqlite`)."""
+        world = build_world(
+            actors,
+            start=start,
+            transport=transport,
+            workdir=workdir,
+            seed=seed,
+            host_kind=host_kind,
+        )
         return cls(world, timer=timer)
 
     def close(self) -> None:
@@ -192,6 +202,19 @@ class Forecourt:
         assert isinstance(device, IssuingOffice)
         return device
 
+    def recover(self, at: str) -> str:
+        """Finish the store sale or the office's load/unlock left in doubt, with the card now
+        in the terminal's slot; what happened, for a person."""
+        device = self.world.terminal(at).device
+        if isinstance(device, Dispenser):
+            return f"{len(device.recover())} fuelling(s) finished"
+        if device.in_doubt is None:
+            raise ScenarioError(f"{at}: nothing is in doubt")
+        done = device.recover()
+        if done is None:
+            return "the card did not do it: nothing changed"
+        return f"finished: {type(done).__name__} of {done.amount / 100:.2f}"
+
     def present(self, card: str | None, at: str) -> None:
         """The card is handed over at the counter (put in the terminal's reader)."""
         if card is not None:
@@ -233,6 +256,13 @@ class Forecourt:
     ) -> OnlineUnlockResult:
         self.present(card, at)
         return self.office(at).online_unlock(pin)
+
+    def use_host(self, host: OnlineHost) -> None:
+        """Send the office's and the stores' host calls to `host` (a remote host over HTTP)."""
+        self.world.host = host
+        for terminal in self.world.terminals.values():
+            if isinstance(terminal.device, IssuingOffice | StorePos):
+                terminal.device.host = host
 
     # Time ------------------------------------------------------------------------------------
     def advance_clock(self, seconds: float) -> datetime:
