@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything fuelsim needs on a fresh Debian machine, then runs the main job or the tests.
-#   ./quickstart.sh          install, then the main job (fuelsim demo)
+#   ./quickstart.sh          install, then the main job (fuelsim tui)
 #   ./quickstart.sh test     install, then the whole test suite (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 DEBIAN_PACKAGES=(
     python3 python3-venv python3-dev gcc
     pcscd vsmartcard-vpcd pcsc-tools opensc libpcsclite-dev swig tmux
+    postgresql
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -39,7 +40,7 @@ install_python_packages
 case "${1:-run}" in
     run)
         shift || true
-        exec .venv/bin/fuelsim demo "$@"
+        exec .venv/bin/fuelsim tui "$@"
         ;;
     test)
         echo "==> static checks"

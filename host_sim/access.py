@@ -187,7 +187,7 @@ def record_nonce(conn: sqlite3.Connection, ak: str, nonce: str, now: float, ttl:
     with transaction(conn):
         conn.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO nonces (ak, nonce, expires_at) VALUES (?, ?, ?)",
+            "INSERT INTO nonces (ak, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (ak, nonce, now + ttl),
         )
         return cursor.rowcount == 1
@@ -200,7 +200,8 @@ def count_request(conn: sqlite3.Connection, ak: str, now: float) -> tuple[int, i
         conn.execute("DELETE FROM rate_windows WHERE ak = ? AND window_start < ?", (ak, start))
         row = conn.execute(
             "INSERT INTO rate_windows (ak, window_start, count) VALUES (?, ?, 1)"
-            " ON CONFLICT (ak, window_start) DO UPDATE SET count = count + 1 RETURNING count",
+            " ON CONFLICT (ak, window_start) DO UPDATE SET count = rate_windows.count + 1"
+            " RETURNING count",
             (ak, start),
         ).fetchall()[0]  # fetch all: a RETURNING statement must finish before COMMIT
     return int(row[0]), max(1, math.ceil(start + RATE_WINDOW_S - now))

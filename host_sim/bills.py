@@ -37,7 +37,7 @@ from cardcore.errors import DecodeError, FuelsimError
 from cardcore.ports import Hsm
 from cardcore.records import BILL_BODY, Bill
 from host_sim.access import station_of
-from host_sim.db import Database, transaction, utc_text
+from host_sim.db import Database, returned_id, transaction, utc_text
 from host_sim.ledger import Leg, card_account, post, station_account
 
 MAX_BATCH = 500
@@ -179,7 +179,7 @@ def _record_exception(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (raw_sha256) DO UPDATE SET reason = excluded.reason,"
         " message = excluded.message, uploaded_by = excluded.uploaded_by, ak = excluded.ak,"
-        " last_seen = excluded.last_seen, seen = seen + 1 RETURNING id",
+        " last_seen = excluded.last_seen, seen = exceptions.seen + 1 RETURNING id",
         (
             hashlib.sha256(raw).hexdigest(),
             raw,
@@ -281,7 +281,7 @@ def _store(
             "INSERT INTO bills (term, psam_ttc, bill_type, raw, asn, ctc, lock_ctc, amount,"
             " balance_after, bill_dt, bill_ttc, psam_tac_verified, txn_id, uploaded_by,"
             " station_id, ak, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?)",
+            " ?, ?) RETURNING id",
             (
                 term,
                 bill.psam_ttc,
@@ -302,8 +302,7 @@ def _store(
                 utc_text(now),
             ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return returned_id(cursor)
 
     if grey is None:
         txn_id = None

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from host_sim.db import transaction, utc_text
+from host_sim.db import returned_id, transaction, utc_text
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,10 @@ def _change(
         stamp = utc_text(now)
         cursor = conn.execute(
             "INSERT INTO blacklist_changes (asn, action, reason, changed_at, ak)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) RETURNING version",
             (asn, "add" if add else "remove", reason, stamp, ak),
         )
-        version = cursor.lastrowid
-        assert version is not None
+        version = returned_id(cursor)
         if add:
             conn.execute(
                 "INSERT INTO blacklist (asn, version, reason, since) VALUES (?, ?, ?, ?)",

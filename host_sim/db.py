@@ -1,17 +1,24 @@
-"""The host's SQLite store: WAL, foreign keys, a busy timeout, and numbered migrations.
+"""The host's store: an SQLite file (the default) or a PostgreSQL database given by URL.
 
-`Database` is opened once per process and hands out a fresh connection per unit of work
+`Database` is opened once per process and hands out a connection per unit of work
 (`connect`), so uvicorn's threadpool never shares a connection between threads. Writes go
 through `transaction`, which takes the write lock up front (`BEGIN IMMEDIATE`) and commits
-before returning: what a caller has been told is stored is on disk (`synchronous=FULL`).
+before returning: what a caller has been told is stored is on disk.
 
-`":memory:"` gives a temporary database file (WAL needs a file, and every connection must see
-the same data); it is deleted by `close`.
+SQLite: WAL, `synchronous=FULL`, foreign keys on, a busy timeout. `":memory:"` gives a
+temporary database file (WAL needs a file, and every connection must see the same data); it is
+deleted by `close`.
+
+PostgreSQL (`postgresql://user:pass@host/dbname`): the connections are `host_sim.pg`
+adapters that keep the sqlite3 call shape, kept in a small pool; `BEGIN IMMEDIATE` takes one
+advisory lock, so writers are serialised exactly as on SQLite. Migrations are the parallel
+PostgreSQL list (`host_sim.schema.MIGRATIONS_PG`), numbered the same.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import sqlite3
 import tempfile
@@ -19,9 +26,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from cardcore.errors import FuelsimError
-from host_sim.schema import MIGRATIONS
+from host_sim import pg
+from host_sim.schema import MIGRATIONS, MIGRATIONS_PG
 
 MEMORY = ":memory:"
 
@@ -63,8 +72,41 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
-    """Apply the migrations not yet applied, all in one transaction; returns the version."""
+def returned_id(cursor: sqlite3.Cursor) -> int:
+    """The value of an `INSERT … RETURNING id` (every row fetched, so the statement is done)."""
+    rows = cursor.fetchall()
+    if len(rows) != 1:
+        raise DatabaseError(f"INSERT … RETURNING gave {len(rows)} rows, not 1")
+    return int(rows[0][0])
+
+
+def is_postgres(conn: sqlite3.Connection) -> bool:
+    """True when `conn` is a PostgreSQL connection (a `host_sim.pg` adapter)."""
+    return isinstance(conn, pg.PgConnection)
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    if is_postgres(conn):
+        sql = "SELECT 1 WHERE to_regclass(?) IS NOT NULL"
+    else:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(sql, (name,)).fetchone() is not None
+
+
+def column_names(conn: sqlite3.Connection, table: str) -> list[str]:
+    """The columns of `table` (a name from the host's own schema, never user input)."""
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+    return [column[0] for column in cursor.description]
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str] | None = None) -> int:
+    """Apply the migrations not yet applied, all in one transaction; returns the version.
+
+    The default list is the one for the connection's database. On PostgreSQL a migration runs
+    as one script (its functions hold `;` inside `$$` bodies); on SQLite statement by
+    statement."""
+    if migrations is None:
+        migrations = MIGRATIONS_PG if is_postgres(conn) else MIGRATIONS
     with transaction(conn):
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -78,42 +120,69 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) ->
             )
         now = utc_text(datetime.now(UTC))
         for number in range(current + 1, len(migrations) + 1):
-            for statement in split_statements(migrations[number - 1]):
-                conn.execute(statement)
+            if is_postgres(conn):
+                conn.execute(migrations[number - 1])
+            else:
+                for statement in split_statements(migrations[number - 1]):
+                    conn.execute(statement)
             conn.execute("INSERT INTO schema_version VALUES (?, ?)", (number, now))
         return len(migrations)
 
 
 class Database:
-    """An SQLite file with the host schema; `connect()` per request or unit of work."""
+    """The host schema in an SQLite file or a PostgreSQL database; `connect()` per unit of work.
+
+    `location` is a file path, `":memory:"`, or a `postgresql://` URL. `migrations` defaults to
+    the list for that database."""
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        location: str | os.PathLike[str],
         *,
-        migrations: Sequence[str] = MIGRATIONS,
+        migrations: Sequence[str] | None = None,
         synchronous: str = "FULL",
         busy_timeout_s: float = 10.0,
+        pool_size: int = 8,
     ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise DatabaseError(f"unknown synchronous mode {synchronous!r}")
         self._tempdir: str | None = None
-        if str(path) == MEMORY:
-            self._tempdir = tempfile.mkdtemp(prefix="fuelsim-host-")
-            path = Path(self._tempdir) / "host.sqlite"
-        self.path = Path(path)
+        self.url: str | None = None
+        self._pool: queue.LifoQueue[pg.PgConnection] = queue.LifoQueue(maxsize=pool_size)
+        if pg.is_url(location):
+            self.url = str(location)
+            self.path = Path()  # no file: `location` names the database for messages
+        else:
+            if str(location) == MEMORY:
+                self._tempdir = tempfile.mkdtemp(prefix="fuelsim-host-")
+                location = Path(self._tempdir) / "host.sqlite"
+            self.path = Path(location)
         self.synchronous = synchronous.upper()
         self.busy_timeout_s = busy_timeout_s
+        if migrations is None:
+            migrations = MIGRATIONS if self.url is None else MIGRATIONS_PG
         with self.connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+            if self.url is None:
+                conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
             self.version = migrate(conn, migrations)
 
+    @property
+    def location(self) -> str:
+        """Where the data is: the SQLite file, or the PostgreSQL URL without its password."""
+        if self.url is None:
+            return str(self.path)
+        return pg.redacted(self.url)
+
     def __repr__(self) -> str:
-        return f"Database({str(self.path)!r}, version={self.version})"
+        return f"Database({self.location!r}, version={self.version})"
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """A new connection (autocommit; use `transaction` to write), closed on exit."""
+        """A connection (autocommit; use `transaction` to write), closed or pooled on exit."""
+        if self.url is not None:
+            with self._pg_connection() as conn:
+                yield conn
+            return
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
@@ -125,13 +194,47 @@ class Database:
             conn.close()
 
     @contextmanager
+    def _pg_connection(self) -> Iterator[sqlite3.Connection]:
+        assert self.url is not None
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            try:
+                conn = pg.PgConnection(
+                    self.url,
+                    lock_timeout_s=self.busy_timeout_s,
+                    synchronous_commit=self.synchronous != "OFF",
+                )
+            except sqlite3.OperationalError as error:
+                raise DatabaseError(f"{self.location}: {error}") from error
+        try:
+            # The adapter has the sqlite3 surface the call sites use (see host_sim.pg).
+            yield cast(sqlite3.Connection, conn)
+        finally:
+            self._release(conn)
+
+    def _release(self, conn: pg.PgConnection) -> None:
+        if conn.in_transaction or conn.closed:
+            conn.close()  # left mid-transaction or broken: never hand it to the next caller
+            return
+        try:
+            self._pool.put_nowait(conn)
+        except queue.Full:
+            conn.close()
+
+    @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one committed transaction."""
         with self.connect() as conn, transaction(conn):
             yield conn
 
     def close(self) -> None:
-        """Remove the temporary file of a `":memory:"` database (a file database stays)."""
+        """Close pooled PostgreSQL connections; remove the temporary file of `":memory:"`."""
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 
 from host_sim import ledger
 from host_sim.access import AccessKey, add_access_key
-from host_sim.db import Database, utc_text
+from host_sim.db import Database, returned_id, utc_text
 from host_sim.errors import ApiError, bad_request
 from host_sim.vfc_policy import VfcKeySource, VfcPolicy
 
@@ -264,23 +264,24 @@ def issue_card(
         alias = f"{secrets.randbelow(10**8):08d}"
         body = CARD_NUMBER_PREFIX + alias
         number = body + luhn_digit(body)
-        try:
-            conn.execute(
-                "INSERT INTO vfc_cards (card_id, company_id, alias, card_number, expiry, kv,"
-                " driver_id, binding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    f"VFC{alias}",
-                    admin.company_id,
-                    alias,
-                    number,
-                    expiry.isoformat(),
-                    kv,
-                    driver.user_id if driver else None,
-                    1 if driver else 0,
-                    utc_text(now),
-                ),
-            )
-        except sqlite3.IntegrityError:
+        # ON CONFLICT rather than catching the error: PostgreSQL aborts the transaction on one.
+        drawn = conn.execute(
+            "INSERT INTO vfc_cards (card_id, company_id, alias, card_number, expiry, kv,"
+            " driver_id, binding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (
+                f"VFC{alias}",
+                admin.company_id,
+                alias,
+                number,
+                expiry.isoformat(),
+                kv,
+                driver.user_id if driver else None,
+                1 if driver else 0,
+                utc_text(now),
+            ),
+        )
+        if drawn.rowcount != 1:
             continue  # alias taken: draw again
         card = load_card(conn, "card_id", f"VFC{alias}")
         assert card is not None
@@ -326,8 +327,11 @@ def block_card(
 def set_limits(conn: sqlite3.Connection, admin: FleetUser, card_id: str, limits: Limits) -> Card:
     company_card(conn, admin, card_id)
     conn.execute(
-        "INSERT OR REPLACE INTO vfc_limits (card_id, per_day_amount, per_day_count,"
-        " per_fill_amount, products, stations) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO vfc_limits (card_id, per_day_amount, per_day_count, per_fill_amount,"
+        " products, stations) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (card_id) DO UPDATE SET"
+        " per_day_amount = excluded.per_day_amount, per_day_count = excluded.per_day_count,"
+        " per_fill_amount = excluded.per_fill_amount, products = excluded.products,"
+        " stations = excluded.stations",
         (
             card_id,
             limits.per_day_amount,
@@ -380,7 +384,8 @@ def top_up(
         )
     cursor = conn.execute(
         "INSERT INTO fleet_topups (company_id, amount, card_last4, status, decline_code,"
-        " acquirer_ref, txn_id, ak, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " acquirer_ref, txn_id, ak, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING topup_id",
         (
             admin.company_id,
             amount,
@@ -393,9 +398,8 @@ def top_up(
             utc_text(now),
         ),
     )
-    assert cursor.lastrowid is not None
     return TopUp(
-        cursor.lastrowid,
+        returned_id(cursor),
         "declined" if decline else "approved",
         amount,
         decline,

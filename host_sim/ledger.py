@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cardcore.errors import FuelsimError
-from host_sim.db import utc_text
+from host_sim.db import returned_id, utc_text
 
 NORMAL_SIDE = {
     "card": "credit",
@@ -71,11 +71,11 @@ def account_id(conn: sqlite3.Connection, code: str, now: datetime) -> int:
     if row is not None:
         return int(row[0])
     cursor = conn.execute(
-        "INSERT INTO accounts (code, kind, normal_side, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO accounts (code, kind, normal_side, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (code, kind, NORMAL_SIDE[kind], utc_text(now)),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return returned_id(cursor)
 
 
 def post(
@@ -93,8 +93,8 @@ def post(
     if total != 0:
         raise LedgerError(f"legs sum to {total}, not zero")
     row = conn.execute(
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM ledger_transactions), 0),"
-        " COALESCE((SELECT MAX(txn_id) FROM postings), 0)) + 1"
+        "SELECT COALESCE(MAX(id), 0) + 1 FROM (SELECT MAX(id) AS id FROM ledger_transactions"
+        " UNION ALL SELECT MAX(txn_id) FROM postings) AS used"
     ).fetchone()
     txn_id = int(row[0])
     for leg in legs:

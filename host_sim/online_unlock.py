@@ -260,7 +260,7 @@ class UnlockOps(OpsBase):
         with self.db.connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM online_unlocks WHERE status = 'confirmed'"
-                " ORDER BY confirmed_at, rowid"
+                " ORDER BY confirmed_at, txn_id, asn, lock_ctc"
             ).fetchall()
         return [_booked_unlock(row) for row in rows]
 

@@ -73,7 +73,8 @@ def list_rules(conn: sqlite3.Connection) -> list[Rule]:
 def usage(conn: sqlite3.Connection) -> UsageLookup:
     def counts(rule_id: str, asn: str, day: date) -> UseCounts:
         row = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(asn = ?), 0), COALESCE(SUM(day = ?), 0)"
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN asn = ? THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN day = ? THEN 1 ELSE 0 END), 0)"
             " FROM promotion_quotes WHERE rule_id = ?",
             (asn, day.isoformat(), rule_id),
         ).fetchone()

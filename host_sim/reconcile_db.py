@@ -23,7 +23,7 @@ from cardcore.errors import DecodeError, FuelsimError
 from cardcore.records import Bill
 from host_sim.access import station_of
 from host_sim.clearing import day_bounds
-from host_sim.db import Database, utc_text
+from host_sim.db import Database, column_names, has_table, returned_id, utc_text
 from host_sim.reconcile import BillLine, DayRecords, HostDay, Reconciliation, StationDay
 
 STATION_DAY_FORMAT = "fuelsim.station-day/1"
@@ -82,7 +82,7 @@ def load_host_day(conn: sqlite3.Connection, day: date) -> HostDay:
             (start, end),
         )
     ]
-    has_record = any(r[1] == "record" for r in conn.execute("PRAGMA table_info(exceptions)"))
+    has_record = "record" in column_names(conn, "exceptions")
     only_bills = " WHERE record = 'bill'" if has_record else ""
     stations: dict[str, str] = {}
     for ref, raw, reason in conn.execute(f"SELECT id, raw, reason FROM exceptions{only_bills}"):
@@ -96,7 +96,7 @@ def load_host_day(conn: sqlite3.Connection, day: date) -> HostDay:
             _raw_line(stations[term], raw, verified=False, reason=str(reason), ref=int(ref))
         )
     store: dict[str, int] = {}
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'store_sales'").fetchone():
+    if has_table(conn, "store_sales"):
         store = {
             str(station): int(total)
             for station, total in conn.execute(
@@ -169,7 +169,7 @@ def save_run(db: Database, result: Reconciliation, source: str, now: datetime) -
     with db.write() as conn:
         cursor = conn.execute(
             "INSERT INTO recon_runs (day, source, ran_at, stations, station_bills, host_bills)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 result.day.isoformat(),
                 source,
@@ -179,7 +179,7 @@ def save_run(db: Database, result: Reconciliation, source: str, now: datetime) -
                 sum(t.host_bills for t in result.totals),
             ),
         )
-        run = int(cursor.lastrowid or 0)
+        run = returned_id(cursor)
         conn.executemany(
             "INSERT INTO recon_findings (run_id, kind, station_id, term, psam_ttc, bill_type,"
             " station_amount, host_amount, check_name, detail, handling, action)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cardcore.errors import FuelsimError
-from host_sim.db import transaction, utc_text
+from host_sim.db import returned_id, transaction, utc_text
 from host_sim.ledger import Leg, post
 
 REFUNDABLE_KINDS = ("payment.", "wallet.")
@@ -100,8 +100,7 @@ def refund(
         )
         cursor = conn.execute(
             "INSERT INTO refunds (payment_txn_id, refund_txn_id, amount, reason, ak, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (payment_txn_id, refund_txn, amount, reason, ak, utc_text(now)),
         )
-        assert cursor.lastrowid is not None
-        return Refund(cursor.lastrowid, payment_txn_id, refund_txn, amount, done + amount, paid)
+        return Refund(returned_id(cursor), payment_txn_id, refund_txn, amount, done + amount, paid)

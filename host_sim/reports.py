@@ -16,6 +16,7 @@ from datetime import date
 
 from cardcore.errors import FuelsimError
 from host_sim.clearing import DEBIT_SOURCE_OFFSET, ClearedDay, day_bounds, payment_type
+from host_sim.db import has_table
 
 DIMENSIONS = ("day", "station", "product", "payment_type")
 MEASURES = ("count", "volume", "amount")
@@ -51,8 +52,7 @@ def parse_dimensions(text: str | Sequence[str]) -> list[str]:
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return row.fetchone() is not None
+    return has_table(conn, name)
 
 
 def _sales(

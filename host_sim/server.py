@@ -86,7 +86,7 @@ def serve(
     """
     app = create_app(db_path, hsm, clock)
     context: HostContext = app.state.host
-    out(f"fuelsim host on http://{host}:{port}  database {context.db.path}")
+    out(f"fuelsim host on http://{host}:{port}  database {context.db.location}")
     if dev_key:
         bootstrap_dev_key(context.db, out=out)
         fleet.bootstrap_dev_fleet(context.db, context.now(), out)

@@ -22,7 +22,7 @@ from cardcore.ports import Hsm
 from cardcore.records import STORE_SALE, StoreSale
 from host_sim.access import station_of
 from host_sim.bills import Status
-from host_sim.db import Database, transaction, utc_text
+from host_sim.db import Database, returned_id, transaction, utc_text
 from host_sim.ledger import Leg, card_account, post, station_account
 
 MAX_BATCH = 500
@@ -92,7 +92,7 @@ def _exception(
         " bill_type, uploaded_by, ak, first_seen, last_seen, record)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'store_sale')"
         " ON CONFLICT (raw_sha256) DO UPDATE SET reason = excluded.reason,"
-        " message = excluded.message, last_seen = excluded.last_seen, seen = seen + 1"
+        " message = excluded.message, last_seen = excluded.last_seen, seen = exceptions.seen + 1"
         " RETURNING id",
         (
             hashlib.sha256(raw).hexdigest(),
@@ -170,7 +170,7 @@ def store_sale(
         cursor = conn.execute(
             "INSERT INTO store_sales (term, psam_ttc, raw, asn, amount, balance_after, sale_dt,"
             " product, receipt_no, txn_id, station_id, uploaded_by, ak, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 term,
                 sale.psam_ttc,
@@ -188,9 +188,8 @@ def store_sale(
                 utc_text(now),
             ),
         )
-        assert cursor.lastrowid is not None
         return SaleOutcome(
-            index, "accepted", sale_id=cursor.lastrowid, message="booked", transaction_id=txn_id
+            index, "accepted", sale_id=returned_id(cursor), message="booked", transaction_id=txn_id
         )
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from host_sim import ledger
-from host_sim.db import utc_text
+from host_sim.db import returned_id, utc_text
 from host_sim.errors import ApiError
 from host_sim.fleet import Card, fleet_account, hold_account
 
@@ -102,10 +102,10 @@ def _insert(
     names = ", ".join(values)
     marks = ", ".join("?" for _ in values)
     cursor = conn.execute(
-        f"INSERT INTO vfc_payments ({names}) VALUES ({marks})", tuple(values.values())
+        f"INSERT INTO vfc_payments ({names}) VALUES ({marks}) RETURNING payment_id",
+        tuple(values.values()),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return returned_id(cursor)
 
 
 def open_hold(

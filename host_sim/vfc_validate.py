@@ -119,8 +119,9 @@ def _luk_row(conn: sqlite3.Connection, card: Card, index: int, kv: int) -> sqlit
             kv=kv,
             reason=reason,
         )
-    assert isinstance(row, sqlite3.Row)
-    return row
+    assert row is not None
+    row_found: sqlite3.Row = row
+    return row_found
 
 
 def _throttle(conn: sqlite3.Connection, card: Card, policy: VfcPolicy, epoch: float) -> None:
@@ -508,21 +509,21 @@ def _replay(
             max_forward=policy.atc_forward,
             **figures,
         )
-    try:
-        conn.execute(
-            "INSERT INTO vfc_uses (card_id, binding, atc, cryptogram, luk_index, terminal_id,"
-            " outcome, used_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (
-                v.card.card_id,
-                v.binding,
-                v.atc,
-                v.replay_key,
-                v.luk_index,
-                sale.terminal_id,
-                utc_text(now),
-            ),
-        )
-    except sqlite3.IntegrityError:
+    # ON CONFLICT rather than catching the error: PostgreSQL aborts the transaction on one.
+    stored = conn.execute(
+        "INSERT INTO vfc_uses (card_id, binding, atc, cryptogram, luk_index, terminal_id,"
+        " outcome, used_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+        (
+            v.card.card_id,
+            v.binding,
+            v.atc,
+            v.replay_key,
+            v.luk_index,
+            sale.terminal_id,
+            utc_text(now),
+        ),
+    )
+    if stored.rowcount != 1:
         first = conn.execute(
             "SELECT terminal_id, used_at, outcome FROM vfc_uses"
             " WHERE (card_id = ? AND binding = ? AND atc = ?) OR cryptogram = ?",
@@ -536,10 +537,10 @@ def _replay(
             first_terminal=first["terminal_id"] if first else None,
             first_used_at=first["used_at"] if first else None,
             **figures,
-        ) from None
+        )
     conn.execute(
-        "UPDATE vfc_cards SET atc_high = MAX(atc_high, ?) WHERE card_id = ?",
-        (v.atc, v.card.card_id),
+        "UPDATE vfc_cards SET atc_high = ? WHERE card_id = ? AND atc_high < ?",
+        (v.atc, v.card.card_id, v.atc),
     )
 
 

@@ -285,7 +285,8 @@ def host() -> None:
 @click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, help="Port to listen on.")
 @click.option(
-    "--db", type=click.Path(path_type=Path), help="SQLite file (default: <data>/host.sqlite)."
+    "--db",
+    help="SQLite file (default: <data>/host.sqlite), or a postgresql://user:pass@host/dbname URL.",
 )
 @click.option(
     "--dev-key", is_flag=True, help="Create (once) and print a terminal AK/SK for dev use."
@@ -309,17 +310,19 @@ def host() -> None:
 def host_serve(
     bind: str,
     port: int,
-    db: Path | None,
+    db: str | None,
     dev_key: bool,
     promotions_file: Path | None,
     knobs_file: str | None,
 ) -> None:
     """Serve the host API (OpenAPI at /openapi.json) until Ctrl-C."""
     from host_sim.knobs import Knobs
+    from host_sim.pg import is_url
     from host_sim.server import serve
 
-    path = db or data_dir() / "host.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    location = db or str(data_dir() / "host.sqlite")
+    if not is_url(location):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
     rules = read_rules(promotions_file) if promotions_file else []
     knobs = (
         None if knobs_file is None else Knobs(read_knobs(Path(knobs_file)) if knobs_file else [])
@@ -327,7 +330,7 @@ def host_serve(
     status = serve(
         bind,
         port,
-        str(path),
+        location,
         settings().hsm(),
         dev_key=dev_key,
         out=click.echo,

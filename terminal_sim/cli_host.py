@@ -14,7 +14,7 @@ import yaml
 from cardcore.errors import FuelsimError
 from host_sim.knobs import KnobIn, knobs_from_document
 from host_sim.promotions import Rule, rules_from_document
-from terminal_sim.cli_support import friendly_errors, settings
+from terminal_sim.cli_support import DatabaseLocation, friendly_errors, settings
 
 
 class FileError(FuelsimError):
@@ -51,10 +51,13 @@ def promotions() -> None:
 @promotions.command("load")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option(
-    "--db", type=click.Path(path_type=Path), required=True, help="The host's SQLite file."
+    "--db",
+    type=DatabaseLocation(exists=False),
+    required=True,
+    help="The host's SQLite file, or a postgresql:// URL.",
 )
 @friendly_errors
-def promotions_load(file: Path, db: Path) -> None:
+def promotions_load(file: Path, db: str) -> None:
     """Create or replace the rules of FILE (format fuelsim.promotions/1), all or none."""
     from host_sim.db import Database
     from host_sim.promotion_store import load_rules
@@ -67,10 +70,13 @@ def promotions_load(file: Path, db: Path) -> None:
 
 @promotions.command("list")
 @click.option(
-    "--db", type=click.Path(path_type=Path), required=True, help="The host's SQLite file."
+    "--db",
+    type=DatabaseLocation(exists=False),
+    required=True,
+    help="The host's SQLite file, or a postgresql:// URL.",
 )
 @friendly_errors
-def promotions_list(db: Path) -> None:
+def promotions_list(db: str) -> None:
     """The rules in the host database, as a fuelsim.promotions/1 document."""
     from host_sim.db import Database
     from host_sim.promotion_store import list_rules

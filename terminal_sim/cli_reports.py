@@ -14,13 +14,13 @@ from host_sim.daygen import generate_day
 from host_sim.db import Database
 from host_sim.reconcile import Reconciliation, reconcile
 from host_sim.reconcile_db import host_records, load_station_file, save_run
-from terminal_sim.cli_support import friendly_errors
+from terminal_sim.cli_support import DatabaseLocation, friendly_errors
 
 DB_OPTION = click.option(
     "--db",
     "db_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The host's SQLite file.",
+    type=DatabaseLocation(),
+    help="The host's SQLite file, or a postgresql:// URL.",
 )
 
 
@@ -129,7 +129,7 @@ def _summary(result: Reconciliation, seconds: float) -> None:
 @friendly_errors
 def reconcile_command(
     day: str | None,
-    db_path: Path | None,
+    db_path: str | None,
     station_files: tuple[Path, ...],
     generate: int | None,
     stations: int,
@@ -198,7 +198,7 @@ def reconcile_command(
 @friendly_errors
 def clear_command(
     day: str | None,
-    db_path: Path | None,
+    db_path: str | None,
     fees: tuple[str, ...],
     merchants: tuple[str, ...],
     lag: int,
@@ -254,7 +254,7 @@ def clear_command(
 )
 @friendly_errors
 def report_command(
-    db_path: Path | None,
+    db_path: str | None,
     from_: str | None,
     to: str | None,
     by: str,

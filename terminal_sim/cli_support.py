@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cardcore.errors import FuelsimError
+from host_sim.pg import is_url
 from hsm_mock.hsm import MockHsm
 from hsm_mock.keymap import KeyMap, hsm_from_key_map, load_key_map
 
@@ -49,3 +50,18 @@ class Settings:
 
 def settings() -> Settings:
     return click.get_current_context().ensure_object(Settings)
+
+
+class DatabaseLocation(click.ParamType[str]):
+    """The host's database: an SQLite file, or a postgresql:// URL."""
+
+    name = "FILE|URL"
+
+    def __init__(self, exists: bool = True) -> None:
+        self.exists = exists
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if is_url(text) or not self.exists or Path(text).is_file():
+            return text
+        self.fail(f"{text!r} is no SQLite file (or give a postgresql:// URL)", param, ctx)
