@@ -130,7 +130,8 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] | None = None) -
 
 
 class Database:
-    """The host schema in an SQLite file or a PostgreSQL database; `connect()` per unit of work.
+    """The host schema in an SQLite file or a PostgreSQL database; `connect()` per unit of work
+    (connections are pooled; `close()` closes them).
 
     `location` is a file path, `":memory:"`, or a `postgresql://` URL. `migrations` defaults to
     the list for that database."""
@@ -149,6 +150,9 @@ class Database:
         self._tempdir: str | None = None
         self.url: str | None = None
         self._pool: queue.LifoQueue[pg.PgConnection] = queue.LifoQueue(maxsize=pool_size)
+        # Pooled SQLite connections also keep the file open between requests: closing the
+        # last connection would checkpoint the WAL every time (milliseconds per request).
+        self._sqlite_pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue(pool_size)
         if pg.is_url(location):
             self.url = str(location)
             self.path = Path()  # no file: `location` names the database for messages
@@ -183,15 +187,29 @@ class Database:
             with self._pg_connection() as conn:
                 yield conn
             return
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         try:
+            conn = self._sqlite_pool.get_nowait()
+        except queue.Empty:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,  # pooled: one thread at a time, never two
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
             yield conn
         finally:
-            conn.close()
+            if conn.in_transaction:
+                conn.close()  # left mid-transaction: never hand it to the next caller
+            else:
+                try:
+                    self._sqlite_pool.put_nowait(conn)
+                except queue.Full:
+                    conn.close()
 
     @contextmanager
     def _pg_connection(self) -> Iterator[sqlite3.Connection]:
@@ -229,12 +247,13 @@ class Database:
             yield conn
 
     def close(self) -> None:
-        """Close pooled PostgreSQL connections; remove the temporary file of `":memory:"`."""
-        while True:
-            try:
-                self._pool.get_nowait().close()
-            except queue.Empty:
-                break
+        """Close the pooled connections; remove the temporary file of `":memory:"`."""
+        for pool in (self._pool, self._sqlite_pool):
+            while True:
+                try:
+                    pool.get_nowait().close()
+                except queue.Empty:
+                    break
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None

@@ -83,7 +83,8 @@ def tui(
     scenario_dir: Path,
     screenshot: Path | None,
 ) -> None:
-    """The interactive station: forecourt, store, office, cards, APDU log, host, scenarios."""
+    """The interactive station: forecourt, store, office, cards, APDU log, host, scenarios and
+    the driver's phone."""
     from tui.app import make_app  # loads textual
     from tui.session import SessionConfig
 

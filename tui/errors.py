@@ -19,6 +19,8 @@ ADVICE = {
     "host refused": "See the host's code; the Host screen (F6) lists bills and the blacklist.",
     "host unavailable": "Check --host-url, or start without it to use the embedded host.",
     "bad reader": "Readers are inproc:PROFILE, pcsc:READER NAME or pcsc:#N.",
+    "phone": "Arm the card with the PIN (a) on the Phone screen (F8), then pay.",
+    "virtual card at the pump": "Arm the phone (a), then tap or scan before the countdown ends.",
 }
 
 

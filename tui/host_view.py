@@ -1,10 +1,9 @@
 """What the Host screen reads: the embedded host's bills and exceptions straight from its
-database, the blacklist through the host API, and the reconciliation report when the host has
-one. Read-only."""
+database and the blacklist through the host API. Read-only (the day's reconciliation is
+`tui.reconciliation`)."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from host_sim.db import Database
@@ -18,7 +17,6 @@ class HostView:
     bills: list[tuple[str, ...]]
     exceptions: list[tuple[str, ...]]
     blacklist: list[tuple[str, ...]]
-    reconciliation: list[str]
     note: str = ""
 
 
@@ -60,16 +58,7 @@ def read_host(db: Database | None, client: HostClient) -> HostView:
             else:
                 listed.pop(change.asn, None)
         since, more = delta.next_since, delta.more
-    return HostView(bills, exceptions, list(listed.values()), reconciliation(db), note)
-
-
-def reconciliation(db: Database | None) -> list[str]:
-    """Where the reconciliation report stands for this host."""
-    if importlib.util.find_spec("host_sim.reconcile") is None:
-        return ["(this host has no reconciliation report yet)"]
-    if db is None:
-        return ["(reconciliation is shown for the embedded host only)"]
-    return ["daily reconciliation (host_sim.reconcile) is available; it is not drawn here yet"]
+    return HostView(bills, exceptions, list(listed.values()), note)
 
 
 def _yuan(fen: int) -> str:

@@ -1,5 +1,4 @@
-"""The TUI's modes, in the order of their keys. Adding a screen is one module and one line here
-(a Phone screen, for example: `Mode("phone", "f8", "Phone", PhoneScreen)`)."""
+"""The TUI's modes, in the order of their keys. Adding a screen is one module and one line here."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from tui.screens.cards import CardsScreen
 from tui.screens.forecourt import ForecourtScreen
 from tui.screens.host import HostScreen
 from tui.screens.office import OfficeScreen
+from tui.screens.phone import PhoneScreen
 from tui.screens.scenarios import ScenariosScreen
 from tui.screens.store import StoreScreen
 
@@ -31,4 +31,5 @@ MODES: tuple[Mode, ...] = (
     Mode("apdu", "f5", "APDU log", ApduLogScreen),
     Mode("host", "f6", "Host", HostScreen),
     Mode("scenarios", "f7", "Scenarios", ScenariosScreen),
+    Mode("phone", "f8", "Phone", PhoneScreen),
 )

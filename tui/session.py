@@ -1,16 +1,20 @@
 """What the TUI drives: the station's forecourt, its bill outbox and its host, put together.
 
 `Session.open(config)` builds, with no set-up, the TUI's station (cards, two pumps, a store POS and
-an issuing office, all emulated in process) and connects it to a host: the embedded one (host_sim
-on 127.0.0.1, its SQLite file in the data directory) or a remote one by URL with AK/SK. Bills go
-into the station's outbox (a file in the data directory) and are uploaded after each sale.
+an issuing office, all emulated in process) and connects it to one host: the embedded one (the
+host app over HTTP on 127.0.0.1, its SQLite file in the data directory, started the way a
+scenario's `http` host is) or a remote one by URL with AK/SK. The office's online operations, the
+store's host calls and the bill uploads all go to that host. Bills go into the station's outbox
+(a file in the data directory) and are uploaded after each sale.
+
+On the embedded host there is also a fleet with a virtual card on a driver's phone
+(`tui.phone_desk`), and the day can be reconciled (`tui.reconciliation`).
 
 Nothing here imports textual: the screens call these methods from thread workers.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,21 +26,24 @@ import yaml
 
 from cardcore.clockrng import ManualClock
 from cardcore.records import Bill
-from host_sim.access import DEFAULT_SCOPES, add_access_key, add_terminal, load_access_key
-from host_sim.app import create_app
 from host_sim.db import Database
-from host_sim.server import BackgroundServer
+from terminal_sim import host_link
 from terminal_sim.events import APDU, BILL, MESSAGE, RECEIPT, Event
-from terminal_sim.host_client import HostClient, HostError
+from terminal_sim.host_client import HostClient
+from terminal_sim.host_link import HostServer
+from terminal_sim.office import LossReport, UnblockResult
+from terminal_sim.online_http import HttpOnlineHost
 from terminal_sim.service import Forecourt
 from terminal_sim.station import BlacklistSync, Station, UploadReport
 from terminal_sim.store_pos import Receipt
+from tui.phone_desk import PhoneDesk
+from tui.reconciliation import DayReconciliation, reconcile_day
 
-STATION_ID = "ST-TUI"
-STATION_AK = "tui-station"
-OPS_AK = "tui-operations"
+STATION_ID = host_link.STATION_ID  # the embedded host's station (its key signs every call)
+SHIFT_STAFF = "tui"
 DISPLAY_LINES = 2
 PUMP_TERMS = {"pump1": "440101000001", "pump2": "440101000002"}
+STORE_TERM = "440101000101"  # the store PSAM's terminal id
 
 CARDS: dict[str, Any] = {
     "alice": "normal",
@@ -74,17 +81,19 @@ class Session:
         forecourt: Forecourt,
         station: Station,
         host: HostClient,
-        ops: HostClient | None,
-        host_db: Database | None,
-        server: BackgroundServer | None,
+        server: HostServer | None,
+        phone: PhoneDesk | None = None,
+        remote: HttpOnlineHost | None = None,
     ) -> None:
         self.config = config
         self.forecourt = forecourt
         self.station = station
         self.host = host
-        self.ops = ops
-        self.host_db = host_db
         self.server = server
+        self.host_db: Database | None = None if server is None else server.db
+        self.phone = phone
+        self.remote = remote  # the terminals' host calls when the host is remote
+        self.closed = False
         self.apdus: list[Event] = []
         self.displays: dict[str, list[str]] = {}  # the last few display texts per terminal
         self.bills: dict[str, Bill] = {}
@@ -101,38 +110,57 @@ class Session:
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         fresh_files(data)
+        if config.host_url is not None and (not config.ak or not config.sk):
+            raise ValueError("a remote host needs --ak and --sk")
         clock = ManualClock(config.start or datetime.now())
         outbox = data / "outbox.sqlite"
         actors = {"cards": CARDS, "terminals": terminals(data)}
         extra = {}
         if config.timer is not None:
             extra["timer"] = config.timer
+        # The embedded host is the scenarios' `http` host: the host app on 127.0.0.1 over
+        # `host.sqlite` in the data directory, reached by the terminals through HttpOnlineHost.
         forecourt = Forecourt.open(
             actors,
             start=clock.now(),
             workdir=data,
             transport=config.transport,
             seed=config.seed,
+            host_kind="inproc" if config.host_url else "http",
             **extra,
         )
         clock = forecourt.world.clock
-        server: BackgroundServer | None = None
-        host_db: Database | None = None
-        ops: HostClient | None = None
+        link = forecourt.world.link
+        server = link.server if link is not None and config.host_url is None else None
+        remote: HttpOnlineHost | None = None
+        phone: PhoneDesk | None = None
+        host: HostClient | None = None
         try:
-            if config.host_url is None:
-                app = create_app(data / "host.sqlite", forecourt.world.hsm, clock)
-                host_db = app.state.host.db
-                assert host_db is not None
-                station_sk, ops_sk = embedded_keys(host_db)
-                server = BackgroundServer(app)
-                url = server.start()
-                host = HostClient(url, STATION_AK, station_sk, clock, timeout=5.0)
-                ops = HostClient(url, OPS_AK, ops_sk, clock, timeout=5.0)
+            if server is not None:
+                server.register(bytes.fromhex(t) for t in (*PUMP_TERMS.values(), STORE_TERM))
+                host = server.client()
+                phone = PhoneDesk.open(
+                    server.db,
+                    server.base_url,
+                    clock,
+                    data,
+                    config.seed,
+                    {
+                        name: (number, term)
+                        for number, (name, term) in enumerate(PUMP_TERMS.items(), 1)
+                    },
+                    (server.ak, server.sk),
+                    STATION_ID,
+                    forecourt.world.bus.publish,
+                    forecourt.timer,
+                )
             else:
-                if not config.ak or not config.sk:
-                    raise ValueError("a remote host needs --ak and --sk")
+                assert config.host_url and config.ak and config.sk
                 host = HostClient(config.host_url, config.ak, config.sk, clock, timeout=5.0)
+                remote = HttpOnlineHost(
+                    HostClient(config.host_url, config.ak, config.sk, clock, timeout=5.0)
+                )
+                forecourt.use_host(remote)
             for name, url in config.readers:
                 forecourt.add_card(name, url)
             terminals_of = forecourt.terminals()
@@ -146,23 +174,34 @@ class Session:
                 clock,
                 outbox,
             )
+            station.open_shift(SHIFT_STAFF)
+            # The escape bill a pre-issued grey card left at this station is in its books too.
+            pump_of = {term: name for name, term in PUMP_TERMS.items()}
+            for bill in forecourt.world.station.escape.values():
+                station.record_bill(bill, pump_of.get(bill.term.hex().upper(), "station"))
         except BaseException:
-            if server is not None:
-                server.stop()
+            for opened in (phone, remote, host):
+                if opened is not None:
+                    opened.close()
             forecourt.close()
+            if server is not None:
+                server.db.close()
             raise
-        return cls(config, forecourt, station, host, ops, host_db, server)
+        return cls(config, forecourt, station, host, server, phone, remote)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.station.close()
         self.host.close()
-        if self.ops is not None:
-            self.ops.close()
-        if self.server is not None:
-            self.server.stop()
+        if self.phone is not None:
+            self.phone.close()
+        if self.remote is not None:
+            self.remote.close()
+        self.forecourt.close()  # stops the embedded host too
         if self.host_db is not None:
             self.host_db.close()
-        self.forecourt.close()
 
     def _remember(self, event: Event) -> None:
         with self._lock:
@@ -200,37 +239,30 @@ class Session:
     def sync_blacklist(self) -> BlacklistSync:
         return self.station.sync_blacklist()
 
-    def report_loss_at_host(self, asn: bytes) -> None:
-        """The office's loss report also goes to the host's blacklist the pumps sync from."""
-        if self.ops is not None:
-            self.ops.report_loss(asn, "reported lost at the issuing office")
-            self.station.sync_blacklist()
+    # The office, through the host -------------------------------------------------------------
+    def report_loss(self, at: str, card: str) -> LossReport:
+        """The office reports the card lost at the host, which blacklists it; the station then
+        syncs the list its pumps and store check."""
+        result = self.forecourt.report_loss(at, card)
+        self.station.sync_blacklist()
+        return result
 
-    def unblock_at_host(self, asn: bytes) -> None:
-        if self.ops is not None:
-            try:
-                self.ops.unblock(asn, "unblocked at the issuing office")
-            except HostError as exc:
-                if exc.code != "E_NOT_LISTED":
-                    raise
-            self.station.sync_blacklist()
+    def unblock(self, at: str, card: str) -> UnblockResult:
+        result = self.forecourt.unblock(at, card)
+        self.station.sync_blacklist()
+        return result
 
-
-def embedded_keys(db: Database) -> tuple[str, str]:
-    """The station's and the operations' keys in the embedded host (created once)."""
-    secrets_of: list[str] = []
-    for ak, kind, scopes, owner in (
-        (STATION_AK, "station", DEFAULT_SCOPES["station"], STATION_ID),
-        (OPS_AK, "app", ("cards.loss", "cards.unblock", "accounts.read"), "operations"),
-    ):
-        with db.connect() as conn:
-            key = load_access_key(conn, ak)
-        if key is None:
-            key = add_access_key(db, ak, secrets.token_hex(24), kind, scopes, owner)
-        secrets_of.append(key.sk)
-    for term in (*PUMP_TERMS.values(), "440101000101"):
-        add_terminal(db, term, STATION_ID)
-    return secrets_of[0], secrets_of[1]
+    # Reconciliation -----------------------------------------------------------------------------
+    def reconcile(self) -> DayReconciliation:
+        """Close the shift (班结), reconcile today's business day of this station against the
+        embedded host's books (the run is stored at the host), and open the next shift."""
+        if self.host_db is None:
+            raise ValueError("reconciliation reads the host's database: embedded host only")
+        self.station.close_shift()
+        try:
+            return reconcile_day(self.station, self.host_db, self.forecourt.world.clock.now())
+        finally:
+            self.station.open_shift(SHIFT_STAFF)
 
 
 def terminals(data: Path) -> dict[str, Any]:
@@ -268,3 +300,4 @@ def fresh_files(data: Path) -> None:
     for name in ("outbox.sqlite", "host.sqlite", "journal.sqlite"):
         for suffix in ("", "-wal", "-shm"):
             (data / f"{name}{suffix}").unlink(missing_ok=True)
+    PhoneDesk.forget(data)

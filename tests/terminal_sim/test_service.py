@@ -129,3 +129,30 @@ def test_a_scenario_runs_step_by_step(tmp_path: Path) -> None:
     assert any(e.kind == MESSAGE for e in events)  # the events arrive while it runs
     rest = list(steps)
     assert [s.number for s in rest] == [2, 3, 4, 5] and all(s.ok for s in rest)
+
+
+def test_the_office_reaches_the_http_host(tmp_path: Path) -> None:
+    fc = Forecourt.open(
+        ACTORS, start=datetime(2026, 11, 22, 8, 0), workdir=tmp_path, host_kind="http"
+    )
+    try:
+        assert fc.world.link is not None and fc.world.link.server is not None
+        fc.report_loss("office1", "alice")  # signed HTTP calls to the host app
+        with fc.world.link.server.db.connect() as conn:
+            listed = [row[0] for row in conn.execute("SELECT asn FROM blacklist")]
+        assert listed == [fc.asn("alice").hex()]
+    finally:
+        fc.close()
+
+
+def test_use_host_sends_the_office_and_store_to_another_host(forecourt: Forecourt) -> None:
+    from terminal_sim.online import InProcessHost
+
+    other = InProcessHost(forecourt.world.hsm, forecourt.world.clock)
+    first = forecourt.world.host
+    forecourt.use_host(other)
+    forecourt.report_loss("office1", "alice")
+    assert other.blacklisted(forecourt.asn("alice"))
+    assert not first.blacklisted(forecourt.asn("alice"))
+    assert forecourt.pos("pos1").host is other
+    other.close()

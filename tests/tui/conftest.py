@@ -1,14 +1,19 @@
 """The TUI built by its factory with a fixed clock, seed and APDU timer, on a temporary data
-directory, the embedded host on 127.0.0.1 and a fixed scenario folder."""
+directory, the embedded host on 127.0.0.1 and a fixed scenario folder. The host draws virtual
+card aliases at random; here they come from a seeded generator, so the phone's card, codes and
+QR are the same at every run."""
 
 from __future__ import annotations
 
+import random
+import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from host_sim import fleet
 from tui.app import FuelsimApp, make_app
 from tui.session import SessionConfig
 
@@ -27,12 +32,23 @@ def config(data_dir: Path) -> SessionConfig:
     )
 
 
+class SeededAliases:
+    """`secrets` for host_sim.fleet: card aliases from a seed, key secrets still random."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+        self.token_hex = secrets.token_hex
+
+    def randbelow(self, n: int) -> int:
+        return self._random.randrange(n)
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[FuelsimApp]:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FuelsimApp]:
+    monkeypatch.setattr(fleet, "secrets", SeededAliases(1))
     built = make_app(config(tmp_path), poll_readers=False)
     yield built
-    if built.session.server is not None and built.session.server._thread.is_alive():
-        built.session.close()  # the app never ran: close what the factory opened
+    built.session.close()  # when the app never ran, this closes what the factory opened
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """The TUI drives real flows with keys: a grey-lock fuelling from insert to bill, a card pulled
-mid-fuelling and re-debited, and a store purchase that the office makes possible."""
+mid-fuelling and re-debited, a store purchase that the office makes possible, a loss report and
+an unblock through the embedded host, and the day's reconciliation on the Host screen."""
 
 from __future__ import annotations
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from cardcore.layout import LockStatus
+from terminal_sim.dispenser import Preset
 from terminal_sim.fuelling import BillType
 from tui.app import FuelsimApp
 from tui.errors import ErrorModal
@@ -42,7 +44,14 @@ async def test_grey_lock_fuelling_from_insert_to_bill(app: FuelsimApp) -> None:
         assert "fuelling 11.25, balance after 988.75" in text(app, "#pump-pump1 .pump-bill")
         status = app.session.forecourt.card_status("alice")
         assert (status.lock, status.balance) == (LockStatus.FREE, 98_875)
-        assert app.session.station.outbox_state().sent == 1  # uploaded to the embedded host
+        outbox = app.session.station.outbox_state()  # carol's escape bill is in it too
+        assert (outbox.pending, outbox.sent) == (0, 2)
+        assert app.session.host_db is not None
+        with app.session.host_db.connect() as conn:  # booked by the embedded host
+            booked = conn.execute(
+                "SELECT amount FROM bills WHERE bill_type = 0 AND txn_id IS NOT NULL"
+            ).fetchall()
+        assert [row[0] for row in booked] == [1_125]
         assert not isinstance(app.screen, ErrorModal)
 
 
@@ -76,3 +85,53 @@ async def test_store_refuses_until_the_office_enables_the_store_flag(app: Fuelsi
         assert not isinstance(app.screen, ErrorModal)
         assert app.session.forecourt.card_status("alice").balance == 98_750
         assert "12.50" in text(app, "#receipt")
+
+
+def blacklisted_at_host(app: FuelsimApp) -> set[str]:
+    listed: set[str] = set()
+    for change in app.session.host.blacklist(0).changes:
+        (listed.add if change.action == "add" else listed.discard)(change.asn)
+    return listed
+
+
+async def test_office_loss_report_and_unblock_go_through_the_host(app: FuelsimApp) -> None:
+    asn = app.session.forecourt.asn("alice")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "f3", "x")  # alice reported lost at office1
+        assert asn.hex() in blacklisted_at_host(app)  # one call, to the embedded host
+        assert app.session.station.blacklisted(asn)  # the station synced the list
+        await press(pilot, "f1", "i")  # the pumps refuse the card
+        assert isinstance(app.screen, ErrorModal)
+        await press(pilot, "escape", "f3", "b")  # unblocked at the office
+        assert asn.hex() not in blacklisted_at_host(app)
+        assert not app.session.station.blacklisted(asn)
+        await press(pilot, "f1", "i")
+        assert not isinstance(app.screen, ErrorModal)
+        assert "card slot: alice  balance 1,000.00" in text(app, "#pump-pump1 .pump-slot")
+
+
+async def test_host_screen_reconciles_the_day_and_exports_the_findings(app: FuelsimApp) -> None:
+    forecourt = app.session.forecourt
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "i", "l", "t", "t", "h")  # alice at pump1: 7.50, uploaded
+        bill = forecourt.fuel("pump2", Preset(1, amount=1_500), card="bob")  # not uploaded
+        await press(pilot, "f6", "r")
+        summary = text(app, "#host-reconciliation")
+        assert "reconciled 2026-11-22" in summary and "1 finding" in summary
+        table = app.screen.query_one("#host-findings", DataTable)
+        assert table.row_count == 1
+        row = table.get_row_at(0)
+        assert row[:6] == [
+            "missing_upload",
+            "ST-SIM",
+            "440101000002",
+            str(bill.psam_ttc),
+            "fuelling",
+            "15.00",
+        ]
+        await press(pilot, "e")
+        exported = (app.session.config.data_dir / "reconciliation-2026-11-22.csv").read_text()
+        assert exported.splitlines()[1].startswith("missing_upload,ST-SIM,440101000002,")
+        await press(pilot, "u", "r")  # the station uploads it: the day is clean
+        assert "0 findings" in text(app, "#host-reconciliation")
+        assert table.row_count == 0

@@ -34,8 +34,9 @@ SCREENS = {
     "office": steps("f3", "l"),  # alice loads 100.00
     "cards": steps("i", "f4"),
     "apdu": steps("i", "f5"),
-    "host": steps("i", "l", "t", "h", "f6", "g"),
+    "host": steps("i", "l", "t", "h", "f6", "r"),  # the day reconciled after one sale
     "scenarios": steps("f7", "s", "enter"),  # straight through
+    "phone": steps("f8", "a"),  # armed: the clock stands still, so the code and countdown do too
 }
 
 

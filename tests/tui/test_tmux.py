@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from terminal_sim import qr
+
 TMUX = shutil.which("tmux") or "/usr/bin/tmux"
 FUELSIM = Path(sys.executable).with_name("fuelsim")
 HANG = 60.0  # seconds: a hang, not a speed target
@@ -24,19 +26,22 @@ def capture(session: str) -> str:
     return done.stdout
 
 
-def wait_for(session: str, text: str) -> str:
+def wait_for(session: str, text: str, count: int = 1) -> str:
+    """The screen once `text` shows (`count` times: a drawing may be captured half done)."""
     deadline = time.monotonic() + HANG
     while time.monotonic() < deadline:
         screen = capture(session)
-        if text in screen:
+        if screen.count(text) >= count:
             return screen
         time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared:\n{capture(session)}")
+    raise AssertionError(f"{text!r} never appeared {count} times:\n{capture(session)}")
 
 
 def test_fuelsim_tui_draws_and_answers_keys(tmp_path: Path) -> None:
     session = f"fuelsim-tui-{tmp_path.name}"
-    command = f"{FUELSIM} tui --data-dir {tmp_path / 'data'} --scenarios {tmp_path}"
+    # COLUMNS and LINES (set under pytest) would override the 120×40 pane the app draws in.
+    command = f"env -u COLUMNS -u LINES {FUELSIM} tui --data-dir {tmp_path / 'data'}"
+    command += f" --scenarios {tmp_path}"
     started = time.monotonic()
     subprocess.run(
         [TMUX, "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True
@@ -51,5 +56,9 @@ def test_fuelsim_tui_draws_and_answers_keys(tmp_path: Path) -> None:
         assert after != before
         subprocess.run([TMUX, "send-keys", "-t", session, "F4"], check=True)
         assert "ASN" in wait_for(session, "insert into:")
+        subprocess.run([TMUX, "send-keys", "-t", session, "F8", "a"], check=True)
+        wait_for(session, "numeric code: 81")  # the phone, armed on the embedded host
+        armed = wait_for(session, qr.UPPER_HALF, 53 * 27)  # the whole QR beside the details
+        assert "armed" in armed and "s left" in armed
     finally:
         subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)

@@ -1,4 +1,6 @@
-"""Host: bills, exceptions, blacklist and reconciliation of the host the station uploads to."""
+"""Host: bills, exceptions, blacklist and the day's reconciliation of the host the station uploads
+to. Reconciling closes the shift (班结), compares the station's day with the host's books and
+lists every finding; the findings export as CSV."""
 
 from __future__ import annotations
 
@@ -9,9 +11,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from host_sim.reconcile import Finding
 from tui.base import ServiceScreen
+from tui.format import yuan
 from tui.host_view import HostView, read_host
+from tui.reconciliation import DayReconciliation
 from tui.screens.forecourt import upload_text
+
+BILL_TYPES = {0: "fuelling", 1: "escape", 2: "re-debit"}
 
 
 class HostScreen(ServiceScreen):
@@ -19,10 +26,13 @@ class HostScreen(ServiceScreen):
         Binding("g", "reload", "Reload", id="host.reload"),
         Binding("u", "upload", "Upload bills", id="host.upload"),
         Binding("b", "sync", "Sync blacklist", id="host.sync"),
+        Binding("r", "reconcile", "Close shift & reconcile", id="host.reconcile"),
+        Binding("e", "export", "Export CSV", id="host.export"),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="host")
+        self.reconciliation: DayReconciliation | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -36,6 +46,7 @@ class HostScreen(ServiceScreen):
             yield DataTable(id="host-blacklist", cursor_type="row")
             yield Label("Reconciliation", classes="section")
             yield Static("", id="host-reconciliation")
+            yield DataTable(id="host-findings", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -47,6 +58,18 @@ class HostScreen(ServiceScreen):
             "id", "terminal", "PSAM TTC", "reason", "message", "seen"
         )
         self.query_one("#host-blacklist", DataTable).add_columns("ASN", "version", "reason")
+        self.query_one("#host-findings", DataTable).add_columns(
+            "class",
+            "station",
+            "terminal",
+            "PSAM TTC",
+            "bill",
+            "station amount",
+            "host amount",
+            "check",
+            "handling",
+        )
+        self.show_reconciliation()
 
     def refresh_view(self) -> None:
         self.action_reload()
@@ -79,7 +102,37 @@ class HostScreen(ServiceScreen):
             table.clear()
             for row in rows:
                 table.add_row(*row)
-        self.query_one("#host-reconciliation", Static).update("\n".join(view.reconciliation))
+
+    def show_reconciliation(self) -> None:
+        recon = self.reconciliation
+        if recon is None:
+            text = (
+                "not run yet: r closes the shift and reconciles today's business day"
+                if self.session.host_db is not None
+                else "reconciliation reads the host's database: embedded host only"
+            )
+        else:
+            text = recon.summary()
+        self.query_one("#host-reconciliation", Static).update(text)
+        table = self.query_one("#host-findings", DataTable)
+        table.clear()
+        for finding in [] if recon is None else recon.findings:
+            table.add_row(*finding_row(finding))
+
+    def action_reconcile(self) -> None:
+        self.call(self.session.reconcile, self.reconciled)
+
+    def reconciled(self, recon: DayReconciliation) -> None:
+        self.reconciliation = recon
+        self.show_reconciliation()
+
+    def action_export(self) -> None:
+        recon = self.reconciliation
+        if recon is None:
+            self.notify("reconcile first (r), then export", severity="warning")
+            return
+        folder = self.session.config.data_dir
+        self.call(lambda: recon.export_csv(folder), lambda path: self.notify(f"wrote {path}"))
 
     def action_upload(self) -> None:
         self.call(self.session.upload, lambda report: self.notify(upload_text(report)))
@@ -89,3 +142,19 @@ class HostScreen(ServiceScreen):
             self.session.sync_blacklist,
             lambda sync: self.notify(f"blacklist version {sync.version}"),
         )
+
+
+def finding_row(finding: Finding) -> tuple[str, ...]:
+    """A finding as the table shows it: bill findings name their bill, totals their check."""
+    bill = finding.bill_type >= 0
+    return (
+        finding.kind,
+        finding.station,
+        finding.term or "-",
+        str(finding.psam_ttc) if bill else "-",
+        BILL_TYPES.get(finding.bill_type, f"{finding.bill_type:02X}") if bill else "-",
+        "-" if finding.station_amount is None else yuan(finding.station_amount),
+        "-" if finding.host_amount is None else yuan(finding.host_amount),
+        finding.check or "-",
+        f"{finding.handling}: {finding.action}",
+    )

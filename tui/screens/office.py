@@ -73,25 +73,11 @@ class OfficeScreen(CounterScreen):
 
     def action_report_loss(self) -> None:
         card, at = self.card, self.terminal
-        forecourt = self.session.forecourt
-
-        def report() -> object:
-            result = forecourt.report_loss(at, card)
-            self.session.report_loss_at_host(forecourt.asn(card))
-            return result
-
-        self.call(report, self.done("loss report"))
+        self.call(lambda: self.session.report_loss(at, card), self.done("loss report"))
 
     def action_unblock(self) -> None:
         card, at = self.card, self.terminal
-        forecourt = self.session.forecourt
-
-        def unblock() -> object:
-            result = forecourt.unblock(at, card)
-            self.session.unblock_at_host(forecourt.asn(card))
-            return result
-
-        self.call(unblock, self.done("unblock"))
+        self.call(lambda: self.session.unblock(at, card), self.done("unblock"))
 
     def action_reload_pin(self) -> None:
         card, at, pin = self.card, self.terminal, self.value("office-new-pin")
