@@ -50,7 +50,6 @@ START = datetime(2026, 11, 22, 10, 0, 0)
 PIN = "999999"
 OFFICE_TERM = bytes.fromhex("440101009901")
 PUMP, STORE, STATION = "440101000001", "440101000101", "44010100"
-CASES: dict[str, int] = {}
 
 
 class Crash(BaseException):
@@ -262,8 +261,8 @@ def check(station: Station, label: str, gaps: list[str] | None = None) -> list[s
     return []
 
 
-def count(flow: str, n: int) -> None:
-    CASES[flow] = CASES.get(flow, 0) + n
+def count(tally: dict[str, int], flow: str, n: int) -> None:
+    tally[flow] = tally.get(flow, 0) + n
     print(f"tear sweep: {flow}: {n} cases run")
 
 
@@ -288,7 +287,9 @@ def fresh(
     return lambda: Station(issued, hsm, directories())
 
 
-def test_fuelling_crash_at_every_apdu_boundary(fresh: Callable[[], Station]) -> None:
+def test_fuelling_crash_at_every_apdu_boundary(
+    fresh: Callable[[], Station], sweep_tally: dict[str, int]
+) -> None:
     probe = fresh()
     total = Fault()
     fuelling(probe.pump("pump-1", total))
@@ -309,11 +310,13 @@ def test_fuelling_crash_at_every_apdu_boundary(fresh: Callable[[], Station]) -> 
     assert not failures, "\n".join(failures)
     # GREY LOCK ran (answer lost) or PSAM E0 42 not reached, and the card gone at recovery
     assert len(gaps) == 3 and all("card=False" in gap for gap in gaps), gaps
-    count("fuelling crash", cases)
+    count(sweep_tally, "fuelling crash", cases)
     assert cases == (total.apdus + 1) * 4 == 84
 
 
-def test_fuelling_power_cut_at_every_card_write(fresh: Callable[[], Station]) -> None:
+def test_fuelling_power_cut_at_every_card_write(
+    fresh: Callable[[], Station], sweep_tally: dict[str, int]
+) -> None:
     probe = fresh()
     total = Fault()
     arm_tear(probe.card, total)
@@ -335,7 +338,7 @@ def test_fuelling_power_cut_at_every_card_write(fresh: Callable[[], Station]) ->
     assert not failures, "\n".join(failures)
     # power cut at GREY LOCK's "journal" and "apply" points, and the card gone at recovery
     assert len(gaps) == 2 and all("card=False" in gap for gap in gaps), gaps
-    count("fuelling tear", cases)
+    count(sweep_tally, "fuelling tear", cases)
     assert cases == total.writes * 2 == 34
 
 
@@ -432,50 +435,6 @@ def store(
     return lambda: Store(issued, hsm, directories())
 
 
-def test_store_sale_crash_at_every_apdu_boundary(store: Callable[[], Store]) -> None:
-    probe = store()
-    total = Fault()
-    store_sale(probe.pos(total))
-    assert check_store(probe, "untorn") == [] and total.apdus >= 8
-    cases, failures = 0, list[str]()
-    for k in range(total.apdus + 1):
-        for ran in (False, True):
-            for card_present in (True, False):
-                shop = store()
-                fault = Fault(apdu=k, ran=ran)
-                run_sale_interrupted(shop, fault)
-                assert fault.fired == (k < total.apdus)
-                recover_sale(shop, card_present)
-                failures += check_store(shop, f"crash after APDU {k} ran={ran} card={card_present}")
-                cases += 1
-    assert not failures, "\n".join(failures)
-    count("store sale crash", cases)
-    assert cases == (total.apdus + 1) * 4
-
-
-def test_store_sale_power_cut_at_every_card_write(store: Callable[[], Store]) -> None:
-    probe = store()
-    total = Fault()
-    arm_tear(probe.card, total)
-    store_sale(probe.pos(total))
-    assert total.writes >= 3
-    cases, failures = 0, list[str]()
-    for w in range(total.writes):
-        for card_present in (True, False):
-            shop = store()
-            fault = Fault(write=w)
-            arm_tear(shop.card, fault)
-            run_sale_interrupted(shop, fault)
-            assert fault.fired
-            recover_sale(shop, card_present)
-            label = f"power cut at write {w} {fault.points[-1]} card={card_present}"
-            failures += check_store(shop, label)
-            cases += 1
-    assert not failures, "\n".join(failures)
-    count("store sale tear", cases)
-    assert cases == total.writes * 2
-
-
 # Load at the issuing office -------------------------------------------------------------------
 class Office:
     """An issuing office with its card, journal and the host that authorises and books loads."""
@@ -554,52 +513,6 @@ def counter(
     return lambda: Office(issued, hsm, directories())
 
 
-def test_load_crash_at_every_apdu_boundary(counter: Callable[[], Office]) -> None:
-    probe = counter()
-    total = Fault()
-    load(probe.office(total))
-    assert check_load(probe, "untorn") == [] and total.apdus >= 6
-    cases, failures = 0, list[str]()
-    for k in range(total.apdus + 1):
-        for ran in (False, True):
-            for card_present in (True, False):
-                office = counter()
-                fault = Fault(apdu=k, ran=ran)
-                run_load_interrupted(office, fault)
-                assert fault.fired == (k < total.apdus)
-                recover_load(office, card_present)
-                failures += check_load(
-                    office, f"crash after APDU {k} ran={ran} card={card_present}"
-                )
-                cases += 1
-    assert not failures, "\n".join(failures)
-    count("load crash", cases)
-    assert cases == (total.apdus + 1) * 4
-
-
-def test_load_power_cut_at_every_card_write(counter: Callable[[], Office]) -> None:
-    probe = counter()
-    total = Fault()
-    arm_tear(probe.card, total)
-    load(probe.office(total))
-    assert total.writes >= 3
-    cases, failures = 0, list[str]()
-    for w in range(total.writes):
-        for card_present in (True, False):
-            office = counter()
-            fault = Fault(write=w)
-            arm_tear(office.card, fault)
-            run_load_interrupted(office, fault)
-            assert fault.fired
-            recover_load(office, card_present)
-            label = f"power cut at write {w} {fault.points[-1]} card={card_present}"
-            failures += check_load(office, label)
-            cases += 1
-    assert not failures, "\n".join(failures)
-    count("load tear", cases)
-    assert cases == total.writes * 2
-
-
 class HostDownAtConfirm:
     """The host goes down just after it authorised the load: the confirmation does not reach it."""
 
@@ -627,3 +540,102 @@ def test_load_confirmed_after_the_host_comes_back(counter: Callable[[], Office])
     assert [r.amount for r in restarted.confirm()] == [10_000]
     assert restarted.confirm() == [] and office.journal.unfinished() == []
     assert check_load(office, "host down at confirmation") == []
+
+
+# The store and load sweeps ---------------------------------------------------------------------
+@dataclass
+class Flow:
+    """A terminal flow for the sweeps: make its rig, run it with reader faults armed (and stop
+    there when they fire), restart and recover with the card present or not, check the books."""
+
+    name: str
+    make: Callable[[], Any]
+    run: Callable[[Any, Fault], None]
+    interrupted: Callable[[Any, Fault], None]
+    recover: Callable[[Any, bool], None]
+    check: Callable[[Any, str], list[str]]
+    tally: dict[str, int]
+
+
+def sweep_crashes(flow: Flow) -> None:
+    """Crash after every APDU (its answer received or lost), recover with the card or without."""
+    probe, total = flow.make(), Fault()
+    flow.run(probe, total)
+    assert flow.check(probe, "untorn") == [] and total.apdus >= 6
+    cases, failures = 0, list[str]()
+    for k in range(total.apdus + 1):
+        for ran in (False, True):
+            for card_present in (True, False):
+                rig, fault = flow.make(), Fault(apdu=k, ran=ran)
+                flow.interrupted(rig, fault)
+                assert fault.fired == (k < total.apdus)
+                flow.recover(rig, card_present)
+                failures += flow.check(rig, f"crash after APDU {k} ran={ran} card={card_present}")
+                cases += 1
+    assert not failures, "\n".join(failures)
+    count(flow.tally, f"{flow.name} crash", cases)
+    assert cases == (total.apdus + 1) * 4
+
+
+def sweep_power_cuts(flow: Flow) -> None:
+    """Cut the card's power at every write point of the flow, recover with the card or not."""
+    probe, total = flow.make(), Fault()
+    arm_tear(probe.card, total)
+    flow.run(probe, total)
+    assert total.writes >= 3
+    cases, failures = 0, list[str]()
+    for w in range(total.writes):
+        for card_present in (True, False):
+            rig, fault = flow.make(), Fault(write=w)
+            arm_tear(rig.card, fault)
+            flow.interrupted(rig, fault)
+            assert fault.fired
+            flow.recover(rig, card_present)
+            label = f"power cut at write {w} {fault.points[-1]} card={card_present}"
+            failures += flow.check(rig, label)
+            cases += 1
+    assert not failures, "\n".join(failures)
+    count(flow.tally, f"{flow.name} tear", cases)
+    assert cases == total.writes * 2
+
+
+@pytest.fixture
+def store_flow(store: Callable[[], Store], sweep_tally: dict[str, int]) -> Flow:
+    return Flow(
+        "store sale",
+        store,
+        lambda shop, fault: store_sale(shop.pos(fault)),
+        run_sale_interrupted,
+        recover_sale,
+        check_store,
+        sweep_tally,
+    )
+
+
+@pytest.fixture
+def load_flow(counter: Callable[[], Office], sweep_tally: dict[str, int]) -> Flow:
+    return Flow(
+        "load",
+        counter,
+        lambda office, fault: load(office.office(fault)),
+        run_load_interrupted,
+        recover_load,
+        check_load,
+        sweep_tally,
+    )
+
+
+def test_store_sale_crash_at_every_apdu_boundary(store_flow: Flow) -> None:
+    sweep_crashes(store_flow)
+
+
+def test_store_sale_power_cut_at_every_card_write(store_flow: Flow) -> None:
+    sweep_power_cuts(store_flow)
+
+
+def test_load_crash_at_every_apdu_boundary(load_flow: Flow) -> None:
+    sweep_crashes(load_flow)
+
+
+def test_load_power_cut_at_every_card_write(load_flow: Flow) -> None:
+    sweep_power_cuts(load_flow)
