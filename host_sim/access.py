@@ -24,7 +24,9 @@ SCOPES = {
     "blacklist.read": "download blacklist changes (GET /v1/blacklist)",
     "cards.loss": "report a card lost: blacklist it (POST /v1/cards/{asn}/loss)",
     "cards.unblock": "take a card off the blacklist (POST /v1/cards/{asn}/unblock)",
-    "accounts.read": "read a card's account (GET /v1/cards/{asn}/account)",
+    "accounts.read": "read a card's account (GET /v1/cards/{asn}/account, GET /v1/cards/{asn})",
+    "cards.issue": "issue a card into the registry: single, master or sub (POST /v1/cards)",
+    "cards.allocate": "fund a sub card's reserve from its master (POST /v1/cards/{asn}/allocate)",
     "cards.load": "load a card online: MAC2, then book it (POST /v1/cards/{asn}/load/…)",
     "cards.unlock": "unlock a grey card online (POST /v1/cards/{asn}/unlock/…)",
     "cards.maintain": "MACs for store flag, block, unblock, PIN reload (POST /v1/cards/{asn}/…)",
@@ -55,6 +57,9 @@ OFFICE_SCOPES: tuple[str, ...] = (
     "cards.unblock",
     "blacklist.read",
 )
+
+# What an issuing office adds: cards into the registry, a master's funds to its sub cards.
+ISSUING_SCOPES: tuple[str, ...] = ("cards.issue", "cards.allocate", "accounts.read")
 
 AK_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TERMINAL_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")
@@ -131,6 +136,23 @@ def add_access_key(
             ),
         )
     return key
+
+
+def grant_scopes(db: Database, ak: str, scopes: Iterable[str]) -> frozenset[str]:
+    """Add scopes to an existing key (those it has stay); returns all it now holds."""
+    wanted = frozenset(scopes)
+    unknown = sorted(wanted - SCOPES.keys())
+    if unknown:
+        raise AccessKeyError(f"unknown scopes {unknown}; known: {sorted(SCOPES)}")
+    with db.write() as conn:
+        row = conn.execute("SELECT scopes FROM access_keys WHERE ak = ?", (ak,)).fetchone()
+        if row is None:
+            raise AccessKeyError(f"no access key {ak!r}")
+        granted = frozenset(str(row[0]).split()) | wanted
+        conn.execute(
+            "UPDATE access_keys SET scopes = ? WHERE ak = ?", (" ".join(sorted(granted)), ak)
+        )
+    return granted
 
 
 def set_access_key_enabled(db: Database, ak: str, enabled: bool) -> None:

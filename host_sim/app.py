@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cardcore.ports import Clock, Hsm
 from host_sim import (
     routes_bills,
+    routes_card_registry,
     routes_cards,
     routes_fleet,
     routes_online,
@@ -237,6 +238,7 @@ def create_app(
     _install_error_handlers(app, context)
     app.include_router(routes_bills.router)
     app.include_router(routes_cards.router)
+    app.include_router(routes_card_registry.router)
     app.include_router(routes_online.router)
     app.include_router(routes_store.router)
     app.include_router(routes_promotions.router)

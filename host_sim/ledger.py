@@ -25,6 +25,7 @@ NORMAL_SIDE = {
     "clearing": "debit",
     "cash": "debit",
     "fleet": "credit",  # fleet:<company> prepaid funds, fleet:<company>:hold held amounts
+    "reserve": "credit",  # reserve:<sub ASN> funds a master set aside for its sub card's loads
 }
 
 

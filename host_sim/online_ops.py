@@ -16,7 +16,9 @@ Load (圈存):
 - The confirmation must repeat what was authorised (amount, new balance = old + amount, term,
   dt; else `E_NOT_AUTHORIZED`) and carry the card's load TAC (`E_BAD_TAC`). It books the load
   once: debit `cash:<station>` (the cash the terminal's station took), credit `card:<ASN>`. The
-  same confirmation again books nothing more.
+  same confirmation again books nothing more. A sub (fleet) card's load is debited to its
+  reserve `reserve:<ASN>` instead when the reserve covers the whole amount (`cards.load_source`):
+  its master paid for it, no cash is taken.
 
 Online unlock (联机解扣):
 - The host debits what the escape bill says; without the bill it refuses (`E_NO_ESCAPE_BILL`).
@@ -51,7 +53,7 @@ from cardcore import commands as cmd
 from cardcore import layout
 from cardcore.bcd import bcd_dt, decode_pin
 from cardcore.layout import TxType
-from host_sim import access, ledger
+from host_sim import access, cards, ledger
 from host_sim.db import utc_text
 from host_sim.online_base import (
     E_ALREADY_UNLOCKED,
@@ -256,7 +258,7 @@ class OnlineOps(UnlockOps):
                 memo=f"load at term {hex_upper(term)} online CTC {online_ctc}: card {card},"
                 f" {amount} fen",
                 legs=[
-                    ledger.Leg(f"cash:{row['station_id']}", amount),
+                    ledger.Leg(cards.load_source(conn, card, amount, row["station_id"]), amount),
                     ledger.Leg(ledger.card_account(card), -amount),
                 ],
                 now=now,

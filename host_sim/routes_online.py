@@ -167,8 +167,9 @@ def load_authorize(
     response_model=LoadConfirmResponse,
     summary="Load (圈存), step 2: check the TAC and book the load once",
     description="Repeats the authorised values with the card's TAC from CREDIT FOR LOAD. Books "
-    "debit `cash:<station>`, credit `card:<ASN>` in the same transaction; the same confirmation "
-    "again is answered with the booking (`booked_now: false`). Scope `cards.load`.",
+    "debit `cash:<station>` (for a sub card whose reserve covers the amount, `reserve:<ASN>`), "
+    "credit `card:<ASN>` in the same transaction; the same confirmation again is answered with "
+    "the booking (`booked_now: false`). Scope `cards.load`.",
     responses=_responses(
         {
             403: _TERMINAL,

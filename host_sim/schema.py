@@ -15,6 +15,7 @@ same change in both lists): `BIGINT` for integers, identity columns for SQLite's
 from __future__ import annotations
 
 from host_sim import (
+    schema_cards,
     schema_clearing,
     schema_fleet,
     schema_online,
@@ -346,6 +347,7 @@ MIGRATIONS: list[str] = [
     schema_promotions.MIGRATION,
     schema_fleet.MIGRATION,
     schema_store.MIGRATION,
+    schema_cards.MIGRATION,
 ]
 """Migration n is MIGRATIONS[n - 1]; `schema_version` records the ones applied."""
 
@@ -359,5 +361,6 @@ MIGRATIONS_PG: list[str] = [
     schema_promotions.MIGRATION_PG,
     schema_fleet.MIGRATION_PG,
     schema_store.MIGRATION_PG,
+    schema_cards.MIGRATION_PG,
 ]
 """The same migrations for PostgreSQL (host_sim.pg), in the same order."""

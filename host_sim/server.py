@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 
 import uvicorn
@@ -18,10 +19,12 @@ from cardcore.ports import Hsm
 from host_sim import fleet, knobs
 from host_sim.access import (
     DEFAULT_SCOPES,
+    ISSUING_SCOPES,
     OFFICE_SCOPES,
     AccessKey,
     add_access_key,
     add_terminal,
+    grant_scopes,
     load_access_key,
     normalise_terminal,
 )
@@ -47,17 +50,14 @@ def bootstrap_dev_key(
     """A terminal key for development (created once, reused after), printed with its secret."""
     terminal = normalise_terminal(terminal_id)
     ak = ak or f"dev-{terminal}"
+    # a pump, or an office's counter that also issues cards and funds fleet sub cards
+    scopes = {*DEFAULT_SCOPES["terminal"], *OFFICE_SCOPES, *ISSUING_SCOPES}
     with db.connect() as conn:
         key = load_access_key(conn, ak)
     if key is None:
-        key = add_access_key(
-            db,
-            ak,
-            sk or secrets.token_hex(24),
-            "terminal",
-            {*DEFAULT_SCOPES["terminal"], *OFFICE_SCOPES},  # a pump, or an office's counter
-            terminal,
-        )
+        key = add_access_key(db, ak, sk or secrets.token_hex(24), "terminal", scopes, terminal)
+    elif not scopes <= key.scopes:  # a key made by an older host: give it today's scopes
+        key = replace(key, scopes=grant_scopes(db, ak, scopes))
     if station_id:
         add_terminal(db, terminal, station_id)
     out(f"dev terminal key for {key.owner} (scopes {' '.join(sorted(key.scopes))}):")

@@ -18,6 +18,7 @@ from card_profiles.inspect import describe
 from card_profiles.nvm import FileBackend, MemoryBackend, NvmBackend
 from cardcore.bcd import card_number_to_asn
 from cardcore.clockrng import SeededRng
+from cardcore.records import PublicAppData
 from hsm_mock.hsm import MockHsm, key_report
 from terminal_sim.bench import run_bench
 from terminal_sim.cli_host import openapi, promotions, read_knobs, read_rules
@@ -26,6 +27,7 @@ from terminal_sim.cli_run import run
 from terminal_sim.cli_support import Settings, friendly_errors, settings
 from terminal_sim.cli_trace import trace
 from terminal_sim.demo import print_demo, run_demo
+from terminal_sim.host_client import HostClient
 from terminal_sim.issuing import IssuedCard, issue_profile
 from terminal_sim.reader_url import MEMORY_SUFFIX
 from terminal_sim.readers import Exchange, InProcReader, TracingReader
@@ -119,18 +121,51 @@ def card_show(target: str) -> None:
 @click.argument("profile")
 @click.option("--out", type=click.Path(path_type=Path), help="Memory file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing memory file.")
+@click.option("--host", "host_url", help="Also register the card with this host (URL).")
+@click.option("--ak", help="Access key for --host (scope cards.issue).")
+@click.option("--sk", help="Secret key for --host.")
+@click.option("--holder", help="Cardholder name in the host's registry (default: PROFILE).")
+@click.option(
+    "--kind",
+    type=click.Choice(["single", "master", "sub"]),
+    default="single",
+    show_default=True,
+    help="Registry kind; a sub card needs --master.",
+)
+@click.option("--master", help="The master card's ASN (20 digits) of a sub card.")
 @friendly_errors
-def card_new(profile: str, out: Path | None, force: bool) -> None:
-    """Issue PROFILE into a persistent memory file that `card apdu` and `card show` can use."""
+def card_new(
+    profile: str,
+    out: Path | None,
+    force: bool,
+    host_url: str | None,
+    ak: str | None,
+    sk: str | None,
+    holder: str | None,
+    kind: str,
+    master: str | None,
+) -> None:
+    """Issue PROFILE into a persistent memory file that `card apdu` and `card show` can use.
+
+    With --host the card is also registered with the host under its ASN (POST /v1/cards)."""
     issued = issue_profile(profile, settings().hsm())
     path = out or data_dir() / "cards" / f"{issued.image.name}{MEMORY_SUFFIX}"
     if not path.name.endswith(MEMORY_SUFFIX):
         raise click.BadParameter(
             f"a memory file name ends with {MEMORY_SUFFIX}", param_hint="--out"
         )
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists (use --force to overwrite)")
+    if host_url is not None:  # registered first: a refusal leaves no memory file behind
+        if not ak or not sk or "ef15" not in issued.cells:
+            raise click.UsageError("--host needs --ak and --sk, and a fuel card profile")
+        asn = PublicAppData.from_bytes(issued.cells["ef15"]).asn
+        with HostClient(host_url, ak, sk) as client:
+            registered = client.issue_card(
+                issued.image.name, holder or issued.image.name, kind=kind, master=master, asn=asn
+            )
+        click.echo(f"registered {registered['asn']} ({registered['kind']}) with {host_url}")
     if path.exists():
-        if not force:
-            raise click.ClickException(f"{path} exists (use --force to overwrite)")
         path.unlink()
         path.with_name(path.name + ".journal").unlink(missing_ok=True)
     FileBackend(path, issued.cells)

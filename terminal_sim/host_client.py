@@ -443,3 +443,40 @@ class HostClient:
         payload = {"terminal_id": self.terminal_id, "hold_id": hold_id}
         answer: dict[str, Any] = self.request("POST", "/v1/vfc/release", payload=payload)
         return answer
+
+    # Card registry ------------------------------------------------------------------------------
+
+    def issue_card(
+        self,
+        profile: str,
+        holder: str,
+        *,
+        kind: str = "single",
+        master: bytes | str | None = None,
+        asn: bytes | str | None = None,
+    ) -> dict[str, Any]:
+        """Issue a card through the host (`POST /v1/cards`): the card as the registry has it."""
+        payload: dict[str, Any] = {"kind": kind, "holder": holder, "profile": profile}
+        if master is not None:
+            payload["master"] = _asn_text(master)
+        if asn is not None:
+            payload["asn"] = _asn_text(asn)
+        answer: dict[str, Any] = self.request("POST", "/v1/cards", payload=payload)
+        return answer
+
+    def card(self, asn: bytes | str) -> dict[str, Any]:
+        """A registered card, its balance and a master's sub cards (`GET /v1/cards/{asn}`)."""
+        answer: dict[str, Any] = self.request("GET", f"/v1/cards/{_asn_text(asn)}")
+        return answer
+
+    def allocate(
+        self, master: bytes | str, sub: bytes | str, amount: int, request_id: str
+    ) -> dict[str, Any]:
+        """Fund a sub card's reserve from its master (`POST /v1/cards/{master}/allocate`).
+
+        Keep `request_id` for retries: the same id books once."""
+        payload = {"sub": _asn_text(sub), "amount": amount, "request_id": request_id}
+        answer: dict[str, Any] = self.request(
+            "POST", f"/v1/cards/{_asn_text(master)}/allocate", payload=payload
+        )
+        return answer
