@@ -1,8 +1,9 @@
 """pytest plugin: scenario files under a `scenarios` folder are collected as tests, once per
 transport (`--scenario-transport inproc|vpcd|both`, default both) and once more against the real
 HTTP host (`--scenario-host inproc|http|both`, default both): items `[inproc]`, `[vpcd]` and
-`[http]` (in process, with `HttpOnlineHost` and a uvicorn server over an SQLite file). The session
-summary says how many tests went through the real PC/SC stack."""
+`[http]` (in process, with `HttpOnlineHost` and a uvicorn server over an SQLite file). A scenario
+that uses no card reader (virtual cards paid by QR or numeric code) has no `[vpcd]` item. The
+session summary says how many tests went through the real PC/SC stack."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from terminal_sim.scenarios import ScenarioResult, load_scenario, run_scenario
+from terminal_sim.scenarios import ScenarioResult, load_scenario, reads_cards, run_scenario
 
 _PCSC_OUTCOMES: dict[str, int] = {}
 _PCSCD: dict[str, subprocess.Popen[bytes] | None] = {}
@@ -56,6 +57,8 @@ class ScenarioFile(pytest.File):
         for transport in transports:
             if transport == "inproc" and hosts == "http":
                 continue
+            if transport == "vpcd" and not reads_cards(scenario):
+                continue  # QR and numeric codes only: no reader to put behind vpcd
             item = ScenarioItem.from_parent(self, name=transport, scenario=scenario)
             if transport == "vpcd":
                 item.add_marker(pytest.mark.pcsc)

@@ -171,6 +171,23 @@ def texts(args: dict[str, Any], key: str) -> list[str]:
     return [str(item) for item in items]
 
 
+CARD_TERMINALS = frozenset({"dispenser", "pos", "office"})
+TAPS = frozenset({"vfc_pay", "vfc_race"})
+
+
+def reads_cards(scenario: Scenario) -> bool:
+    """Whether a card reader is ever used: a terminal with a card slot, or an NFC tap. Only
+    such a scenario has something to run through the virtual PC/SC reader."""
+    terminals = dict(scenario.actors.get("terminals") or {})
+    if any(dict(spec or {}).get("kind") in CARD_TERMINALS for spec in terminals.values()):
+        return True
+    return any(
+        dict(step.get(action) or {}).get("method") == "nfc"
+        for step in scenario.steps
+        for action in TAPS & step.keys()
+    )
+
+
 def load_scenario(path: Path) -> Scenario:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
