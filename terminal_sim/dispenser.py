@@ -41,6 +41,7 @@ from terminal_sim.fuelling import (
     lock_bill,
     lock_status,
     make_bill,
+    pin_refusal,
     read_card,
     read_psam,
     unlock_answer,
@@ -189,10 +190,9 @@ class Dispenser:
             # transaction now that the card is back, as after a restart.
             self.recover()
         answer = self.card.exchange(cmd.verify(pin))
-        if answer.sw == 0x6983:
-            raise self.refuse("PIN blocked: reload it at an issuing office")
-        if answer.sw & 0xFFF0 == 0x63C0:
-            raise self.refuse(f"wrong PIN, {answer.sw & 0x0F} tries left")
+        refusal = pin_refusal(answer.sw)
+        if refusal is not None:
+            raise self.refuse(refusal)
         if not answer.ok:
             raise CardRefused(self.card_reader.name, "VERIFY", answer.sw)
         self.settle_lock(data)

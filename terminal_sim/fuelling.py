@@ -26,6 +26,7 @@ from cardcore.records import (
     PublicAppData,
     Restrictions,
 )
+from cardcore.sw import SW
 from terminal_sim.channel import Channel
 
 
@@ -107,6 +108,22 @@ def read_psam(psam: Channel) -> PsamData:
     psam.send(cmd.select(layout.PSAM_AID))
     key_info = PsamKeyInfo.from_bytes(psam.send(cmd.read_binary(layout.SFI_PSAM_EF17)))
     return PsamData(serial, term, key_info)
+
+
+PIN_BLOCKED = "PIN blocked: reload it at an issuing office"
+
+
+def wrong_pin(tries: int) -> str:
+    return f"wrong PIN, {tries} {'try' if tries == 1 else 'tries'} left"
+
+
+def pin_refusal(sw: int, blocked: str = PIN_BLOCKED) -> str | None:
+    """What a terminal shows when VERIFY refused the PIN (None: not a PIN refusal)."""
+    if sw == SW.PIN_BLOCKED:
+        return blocked
+    if sw & 0xFFF0 == 0x63C0:
+        return wrong_pin(sw & 0x0F)
+    return None
 
 
 def check_card(data: CardData, today: datetime) -> None:

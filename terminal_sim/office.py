@@ -36,7 +36,14 @@ from cardcore.ports import Clock, Reader
 from cardcore.sw import SW
 from terminal_sim.channel import CardRefused, Channel
 from terminal_sim.events import MESSAGE, Event, EventBus
-from terminal_sim.fuelling import CardData, FuellingRefused, check_card, lock_status, read_card
+from terminal_sim.fuelling import (
+    CardData,
+    FuellingRefused,
+    check_card,
+    lock_status,
+    pin_refusal,
+    read_card,
+)
 from terminal_sim.host_client import HostUnavailable
 from terminal_sim.journal import Journal
 from terminal_sim.online import HostRefused, OnlineHost
@@ -180,11 +187,9 @@ class IssuingOffice:
 
     def verify(self, pin: str) -> None:
         answer = self.card.exchange(cmd.verify(pin))
-        if answer.sw == SW.PIN_BLOCKED:
-            raise self.refuse("PIN blocked: reload the PIN first")
-        if answer.sw & 0xFFF0 == 0x63C0:
-            tries = answer.sw & 0x0F
-            raise self.refuse(f"wrong PIN, {tries} {'try' if tries == 1 else 'tries'} left")
+        refusal = pin_refusal(answer.sw, blocked="PIN blocked: reload the PIN first")
+        if refusal is not None:
+            raise self.refuse(refusal)
         if not answer.ok:
             raise CardRefused(self.card.name, "VERIFY", answer.sw)
 

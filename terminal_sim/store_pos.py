@@ -41,7 +41,14 @@ from cardcore.records import StoreSale
 from cardcore.sw import SW
 from terminal_sim.channel import CardRefused, Channel
 from terminal_sim.events import MESSAGE, RECEIPT, Event, EventBus
-from terminal_sim.fuelling import CardData, FuellingRefused, check_card, lock_status, read_card
+from terminal_sim.fuelling import (
+    CardData,
+    FuellingRefused,
+    check_card,
+    lock_status,
+    pin_refusal,
+    read_card,
+)
 from terminal_sim.fuelling import read_psam as read_psam_files
 from terminal_sim.journal import Journal, JournalEntry
 from terminal_sim.online import OnlineHost
@@ -68,7 +75,6 @@ BLOCKED_FOR_GOOD = "card permanently blocked: take it to an issuing office for a
 BLACKLISTED = "card blacklisted: keep the card and call the office"
 GREY = "unlock at a pump or an issuing office first"
 STORE_OFF = "store purchases not enabled for this card"
-PIN_BLOCKED = "PIN blocked: reload it at an issuing office"
 IN_DOUBT = "an earlier sale is unfinished: insert that card again and recover the sale"
 
 
@@ -78,10 +84,6 @@ def yuan(fen: int) -> str:
 
 def too_low(balance: int, amount: int) -> str:
     return f"balance {yuan(balance)} is below the sale of {yuan(amount)}"
-
-
-def wrong_pin(tries: int) -> str:
-    return f"wrong PIN, {tries} {'try' if tries == 1 else 'tries'} left"
 
 
 class StoreRefused(FuelsimError):
@@ -319,10 +321,10 @@ class StorePos:
 
     def verify(self, verify: CommandApdu) -> None:
         answer = self.card.exchange(verify)
-        if answer.sw == SW.PIN_BLOCKED:
-            raise self.refuse(Reason.PIN_BLOCKED, PIN_BLOCKED)
-        if answer.sw & 0xFFF0 == 0x63C0:
-            raise self.refuse(Reason.WRONG_PIN, wrong_pin(answer.sw & 0x0F))
+        refusal = pin_refusal(answer.sw)
+        if refusal is not None:
+            blocked = answer.sw == SW.PIN_BLOCKED
+            raise self.refuse(Reason.PIN_BLOCKED if blocked else Reason.WRONG_PIN, refusal)
         if not answer.ok:
             raise CardRefused(self.card.name, "VERIFY", answer.sw)
 

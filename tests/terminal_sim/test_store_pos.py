@@ -17,6 +17,7 @@ from cardcore.layout import TxType
 from cardcore.records import PublicAppData
 from hsm_mock.hsm import MockHsm
 from terminal_sim.events import EventBus, Recorder
+from terminal_sim.fuelling import PIN_BLOCKED
 from terminal_sim.office import IssuingOffice
 from terminal_sim.online import InProcessHost
 from terminal_sim.readers import CardLost, InProcReader
@@ -26,7 +27,6 @@ from terminal_sim.store_pos import (
     BLOCKED_FOR_GOOD,
     GREY,
     IN_DOUBT,
-    PIN_BLOCKED,
     STORE_OFF,
     STORE_PRODUCT,
     Item,
