@@ -5,8 +5,24 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+from cardcore.ports import Clock
+
+ClockLike = Clock | Callable[[], datetime]
+
+
+def now_function(clock: ClockLike | None) -> Callable[[], datetime]:
+    """The current time from a `Clock`, a callable returning a datetime, or (None) UTC now."""
+    if clock is None:
+        return lambda: datetime.now(UTC)
+    now = getattr(clock, "now", None)
+    if callable(now):
+        return now  # type: ignore[no-any-return]
+    if callable(clock):
+        return clock
+    raise TypeError("clock must have now() or be a callable returning a datetime")
 
 
 class SystemClock:

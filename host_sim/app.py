@@ -10,8 +10,6 @@ included, carries `X-Fuel-Server-Time`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -22,7 +20,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cardcore.ports import Clock, Hsm
+from cardcore.clockrng import ClockLike, now_function
+from cardcore.ports import Hsm
 from host_sim import (
     routes_bills,
     routes_card_registry,
@@ -56,19 +55,6 @@ x-fuel-date;x-fuel-nonce,Signature=<hex HMAC-SHA256(SK, string to sign)>`.
 Refusals are `{"error": {"code": "E_…", "message": "…", …figures}}`; every response carries
 `X-Fuel-Server-Time`. See docs/host-api.md.
 """
-
-ClockLike = Clock | Callable[[], datetime]
-
-
-def _clock_function(clock: ClockLike | None) -> Callable[[], datetime]:
-    if clock is None:
-        return lambda: datetime.now(UTC)
-    now = getattr(clock, "now", None)
-    if callable(now):
-        return now  # type: ignore[no-any-return]
-    if callable(clock):
-        return clock
-    raise TypeError("clock must have now() or be a callable returning a datetime")
 
 
 def error_response(error: ApiError) -> JSONResponse:
@@ -221,7 +207,7 @@ def create_app(
     context = HostContext(
         db=db,
         hsm=hsm,
-        clock=_clock_function(clock),
+        clock=now_function(clock),
         key_set=key_set,
         rate_limit_per_minute=rate_limit_per_minute,
         max_body_bytes=max_body_bytes,

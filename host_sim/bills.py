@@ -161,22 +161,28 @@ def check_bill(hsm: Hsm, raw: bytes, key_set: str = "DEV", tmac: bytes | None = 
     return Verdict(raw, bill)
 
 
-def _record_exception(
+def record_exception(
     conn: sqlite3.Connection,
-    verdict: Verdict,
+    raw: bytes,
     reason: str,
     message: str,
     *,
+    asn: bytes,
+    term: bytes,
+    psam_ttc: int,
+    kind: int,
+    record: str = "bill",
     uploader: str,
     ak: str,
     now: datetime,
 ) -> int:
-    """One row per distinct refused bill (by SHA-256); a re-upload bumps `seen`."""
-    raw, stamp = verdict.raw, utc_text(now)
+    """One `exceptions` row per distinct refused record (by SHA-256); a re-upload bumps `seen`.
+    `kind` is a bill's type byte, or the card's transaction type of a store sale."""
+    stamp = utc_text(now)
     row = conn.execute(
         "INSERT INTO exceptions (raw_sha256, raw, reason, message, asn, term, psam_ttc,"
-        " bill_type, uploaded_by, ak, first_seen, last_seen)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " bill_type, uploaded_by, ak, first_seen, last_seen, record)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (raw_sha256) DO UPDATE SET reason = excluded.reason,"
         " message = excluded.message, uploaded_by = excluded.uploaded_by, ak = excluded.ak,"
         " last_seen = excluded.last_seen, seen = exceptions.seen + 1 RETURNING id",
@@ -185,14 +191,15 @@ def _record_exception(
             raw,
             reason,
             message,
-            raw[12:22].hex().upper(),
-            raw[53:59].hex().upper(),
-            int.from_bytes(raw[59:63], "big"),
-            raw[4],
+            asn.hex().upper(),
+            term.hex().upper(),
+            psam_ttc,
+            kind,
             uploader,
             ak,
             stamp,
             stamp,
+            record,
         ),
     ).fetchall()
     return int(row[0][0])
@@ -232,8 +239,19 @@ def _store(
         return found
 
     def reject(reason: str, message: str) -> BillOutcome:
-        exception_id = _record_exception(
-            conn, verdict, reason, message, uploader=uploader, ak=ak, now=now
+        raw = verdict.raw
+        exception_id = record_exception(
+            conn,
+            raw,
+            reason,
+            message,
+            asn=raw[12:22],
+            term=raw[53:59],
+            psam_ttc=int.from_bytes(raw[59:63], "big"),
+            kind=raw[4],
+            uploader=uploader,
+            ak=ak,
+            now=now,
         )
         return BillOutcome(
             index, "rejected", reason=reason, message=message, exception_id=exception_id

@@ -15,6 +15,7 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
+from cardcore.clockrng import ClockLike
 from cardcore.ports import Hsm
 from host_sim import fleet, knobs
 from host_sim.access import (
@@ -28,7 +29,7 @@ from host_sim.access import (
     load_access_key,
     normalise_terminal,
 )
-from host_sim.app import ClockLike, create_app
+from host_sim.app import create_app
 from host_sim.db import Database
 from host_sim.deps import HostContext
 from host_sim.knobs import Knobs

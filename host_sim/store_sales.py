@@ -9,7 +9,6 @@ to the ledger. Booking: the card's account is debited, the station's credited (k
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from cardcore.layout import TxType
 from cardcore.ports import Hsm
 from cardcore.records import STORE_SALE, StoreSale
 from host_sim.access import station_of
-from host_sim.bills import Status
+from host_sim.bills import Status, record_exception
 from host_sim.db import Database, returned_id, transaction, utc_text
 from host_sim.ledger import Leg, card_account, post, station_account
 
@@ -74,44 +73,6 @@ def check_sale(hsm: Hsm, raw: bytes, key_set: str = "DEV") -> tuple[StoreSale | 
     return sale, "", ""
 
 
-def _exception(
-    conn: sqlite3.Connection,
-    raw: bytes,
-    reason: str,
-    message: str,
-    *,
-    uploader: str,
-    ak: str,
-    now: datetime,
-) -> int:
-    """One row per distinct refused sale (by SHA-256); a re-upload bumps `seen`."""
-    stamp = utc_text(now)
-    padded = raw.ljust(STORE_SALE.size, b"\x00")  # a short record still names what it can
-    row = conn.execute(
-        "INSERT INTO exceptions (raw_sha256, raw, reason, message, asn, term, psam_ttc,"
-        " bill_type, uploaded_by, ak, first_seen, last_seen, record)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'store_sale')"
-        " ON CONFLICT (raw_sha256) DO UPDATE SET reason = excluded.reason,"
-        " message = excluded.message, last_seen = excluded.last_seen, seen = exceptions.seen + 1"
-        " RETURNING id",
-        (
-            hashlib.sha256(raw).hexdigest(),
-            raw,
-            reason,
-            message,
-            padded[10:20].hex().upper(),
-            padded[0:6].hex().upper(),
-            int.from_bytes(padded[6:10], "big"),
-            TxType.ED_PURCHASE,
-            uploader,
-            ak,
-            stamp,
-            stamp,
-        ),
-    ).fetchall()
-    return int(row[0][0])
-
-
 def store_sale(
     conn: sqlite3.Connection,
     index: int,
@@ -127,7 +88,21 @@ def store_sale(
     with transaction(conn):
 
         def reject(reason: str, message: str) -> SaleOutcome:
-            exception_id = _exception(conn, raw, reason, message, uploader=uploader, ak=ak, now=now)
+            padded = raw.ljust(STORE_SALE.size, b"\x00")  # a short record names what it can
+            exception_id = record_exception(
+                conn,
+                raw,
+                reason,
+                message,
+                asn=padded[10:20],
+                term=padded[0:6],
+                psam_ttc=int.from_bytes(padded[6:10], "big"),
+                kind=TxType.ED_PURCHASE,
+                record="store_sale",
+                uploader=uploader,
+                ak=ak,
+                now=now,
+            )
             return SaleOutcome(
                 index, "rejected", reason=reason, message=message, exception_id=exception_id
             )

@@ -14,16 +14,16 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from cardcore.clockrng import ClockLike, now_function
 from cardcore.errors import FuelsimError
-from cardcore.ports import Clock
 from cardcore.records import Bill, StoreSale
 from host_sim.bills import MAX_BATCH
 from host_sim.promotions import Kind, Level
@@ -153,7 +153,7 @@ class HostClient:
         base_url: str,
         ak: str,
         sk: str,
-        clock: Clock | Callable[[], datetime] | None = None,
+        clock: ClockLike | None = None,
         *,
         terminal_id: str | None = None,
         timeout: float = 10.0,
@@ -162,22 +162,11 @@ class HostClient:
         self.ak = ak
         self._sk = sk
         self.terminal_id = terminal_id
-        self._now = self._clock(clock)
+        self._now = now_function(clock)
         # TCP_NODELAY: a request's body goes out at once, not after the headers' delayed ACK.
         transport = transport or httpx.HTTPTransport(socket_options=[NO_DELAY])
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         self.last_server_time: datetime | None = None
-
-    @staticmethod
-    def _clock(clock: Clock | Callable[[], datetime] | None) -> Callable[[], datetime]:
-        if clock is None:
-            return lambda: datetime.now(UTC)
-        now = getattr(clock, "now", None)
-        if callable(now):
-            return now  # type: ignore[no-any-return]
-        if callable(clock):
-            return clock
-        raise TypeError("clock must have now() or be a callable returning a datetime")
 
     def __repr__(self) -> str:
         return f"HostClient({str(self._http.base_url)!r}, ak={self.ak!r})"
