@@ -208,9 +208,10 @@ def card_apdu(target: str, apdus: tuple[str, ...], seed: int) -> None:
 def card_serve(specs: tuple[str, ...], seed: int, host: str, base_port: int, fresh: bool) -> None:
     """Serve cards into pcscd through vsmartcard-vpcd: SPEC is PROFILE or PROFILE@SLOT.
 
-    Each card keeps its state in a memory file (see `fuelsim card new`). Lines on standard
-    input control the slots: remove N, insert N, reset N, tear N, status, quit. Ctrl-C or
-    SIGTERM stops cleanly.
+    PROFILE may also be `phone` or `phone-NAME`: the NFC (HCE) card of a simulated phone. Each
+    card keeps its state in a memory file (see `fuelsim card new`). Lines on standard input
+    control the slots: remove N, insert N, reset N, tear N, arm N PIN (a phone, for one tap),
+    status, quit. Ctrl-C or SIGTERM stops cleanly.
     """
     server = Server(
         parse_specs(list(specs)),
